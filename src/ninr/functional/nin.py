@@ -1,0 +1,76 @@
+"""Pure tensor operations of noise injection nodes (NINs).
+
+A NIN is one extra input node carrying noise ``eps`` into a layer through trainable noise
+injection weights (NIWs). These functions compute the layer's output with that node included,
+with no extra matrix product: for a dense layer the node is a rank-one update fused into the
+layer's affine map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+ConvFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def nin_linear(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    niw: torch.Tensor | None,
+    eps: torch.Tensor | None,
+) -> torch.Tensor:
+    """Dense layer with a NIN: ``z = x W^T + b + eps niw^T``.
+
+    Shape:
+        x: (*, in); weight: (out, in); bias, niw: (out,); eps: (*,), one draw per example.
+        Returns (*, out).
+
+    With ``eps is None`` (noise off) this is exactly ``F.linear(x, weight, bias)``.
+    """
+    if eps is None or niw is None:
+        return F.linear(x, weight, bias)
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, x.shape[-1])
+    e = eps.reshape(-1).to(x2.dtype)
+    base = torch.outer(e, niw) if bias is None else torch.addr(bias, e, niw)
+    out = torch.addmm(base, x2, weight.t())
+    return out.reshape(*lead, weight.shape[0])
+
+
+def nin_conv2d_channel(
+    conv: torch.Tensor,
+    niw: torch.Tensor,
+    eps: torch.Tensor,
+    in_hw: tuple[int, int],
+    conv_fn: ConvFn,
+) -> torch.Tensor:
+    """Add the contribution of a noise channel to a convolution's output ``conv``.
+
+    The node is an extra input channel carrying a noise map into the convolution; its kernel slice
+    ``niw`` (out, 1, kh, kw) is the NIW. ``conv_fn(input, weight)`` applies the layer's geometry
+    (stride, padding, dilation; no bias, one group). A per-example draw ``eps`` (B,) is a constant
+    map, whose convolution is ``eps`` times the convolution of a map of ones: one tiny single-image
+    product. A per-pixel draw ``eps`` (B, 1, H, W) is convolved as it is.
+
+    Shape:
+        conv: (B, out, H', W'); returns the same shape.
+    """
+    w = niw.to(conv.dtype)
+    if eps.dim() == 1:
+        ones = torch.ones((1, 1, *in_hw), dtype=conv.dtype, device=conv.device)
+        return torch.addcmul(conv, eps.to(conv.dtype).view(-1, 1, 1, 1), conv_fn(ones, w))
+    return conv + conv_fn(eps.to(conv.dtype), w)
+
+
+def nin_additive(x: torch.Tensor, niw: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """Additive pixel-wise NIN on a feature map: ``x + niw[c, h, w] * eps``.
+
+    Shape:
+        x: (B, C, H, W); niw: (C, H, W); eps: (B,) per example or (B, 1, H, W) per pixel.
+    """
+    e = eps.view(-1, 1, 1, 1) if eps.dim() == 1 else eps
+    return torch.addcmul(x, e.to(x.dtype), niw.to(x.dtype))

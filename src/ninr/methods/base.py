@@ -1,0 +1,88 @@
+"""The method protocol: a regularization method is a set of hooks into one training run.
+
+A method is a small dataclass of validated hyperparameters with hooks called by the fit loop at the
+right place (cf. skorch's callbacks): ``configure_model`` once before the optimizer is built,
+``transform_batch`` on each training batch, ``penalty`` added to the loss, ``on_grad_computed``
+between backward and the optimizer step. Every hook is a no-op by default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from ninr.errors import ConfigError
+from ninr.registry import Registry
+
+
+@dataclass(frozen=True)
+class SetupContext:
+    """What a method may use while configuring a model."""
+
+    seed: int
+    example_input: torch.Tensor
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What a method may use at one training step. ``generator`` is the method's own stream."""
+
+    step: int
+    epoch: int
+    generator: torch.Generator
+
+
+class Method:
+    """Base class of regularization methods; subclasses are frozen dataclasses registered by name."""
+
+    name: ClassVar[str] = ""
+
+    def configure_model(self, model: nn.Module, ctx: SetupContext) -> dict[str, Any]:
+        """Change the model in place before training; returns facts worth recording (may be empty)."""
+        return {}
+
+    def transform_batch(self, x: torch.Tensor, y: torch.Tensor, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training batch the model sees at this step."""
+        return x, y
+
+    def penalty(self, model: nn.Module) -> torch.Tensor | None:
+        """A term added to the training loss, or ``None``."""
+        return None
+
+    def on_grad_computed(self, model: nn.Module, ctx: StepContext) -> None:
+        """Called after ``backward()`` and before ``optimizer.step()``."""
+
+    def params(self) -> dict[str, Any]:
+        """The resolved hyperparameters (defaults filled in), for the run's config."""
+        return dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}
+
+
+METHODS: Registry[type[Method]] = Registry("method")
+
+
+def register(cls: type[Method]) -> type[Method]:
+    """Class decorator: register a method under its ``name``."""
+    METHODS.add(cls.name, cls, doc=cls.__doc__)
+    return cls
+
+
+def get(name: str) -> type[Method]:
+    """The method class called ``name`` (did-you-mean on a miss)."""
+    return METHODS.get(name)
+
+
+def build(name: str, params: dict[str, Any] | None = None) -> Method:
+    """Instantiate method ``name`` with ``params``; an unknown parameter is an error naming it."""
+    cls = get(name)
+    params = dict(params or {})
+    fields: set[str] = {f.name for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(cls) else set()
+    unknown = sorted(set(params) - fields)
+    if unknown:
+        raise ConfigError(
+            f"method {name!r} has no parameter {unknown[0]!r} (its parameters: {', '.join(sorted(fields)) or 'none'})"
+        )
+    return cls(**params)

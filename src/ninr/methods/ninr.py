@@ -1,0 +1,66 @@
+"""in-NINR and full-NINR: noise injection nodes at the input layer or at every layer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from torch import nn
+
+from ninr.errors import check_choice, check_nonneg
+from ninr.functional.noise import DISTRIBUTIONS
+from ninr.methods.base import Method, SetupContext, register
+from ninr.nn.attach import attach_nins
+from ninr.nn.nin import CONV_MODES, NOISE_PER
+from ninr.rng import derive_seed
+
+
+@dataclass(frozen=True)
+class _NINR(Method):
+    """Shared body of the NINR methods; ``where`` is set by the subclass."""
+
+    sigma: float = 1.0
+    distribution: str = "gaussian"
+    per: str = "example"
+    conv_mode: str = "channel"
+    niw_init: str | float = "layer"
+
+    where: ClassVar[str] = "input"
+
+    def __post_init__(self) -> None:
+        check_nonneg("sigma", self.sigma)
+        DISTRIBUTIONS.get(self.distribution)
+        check_choice("per", self.per, NOISE_PER)
+        check_choice("conv_mode", self.conv_mode, CONV_MODES)
+
+    def configure_model(self, model: nn.Module, ctx: SetupContext) -> dict[str, Any]:
+        report = attach_nins(
+            model,
+            self.where,
+            sigma=self.sigma,
+            distribution=self.distribution,
+            per=self.per,  # type: ignore[arg-type]
+            conv_mode=self.conv_mode,  # type: ignore[arg-type]
+            niw_init=self.niw_init,
+            seed=derive_seed(ctx.seed, "nin"),
+            example_input=ctx.example_input,
+        )
+        return {"nin_layers": report.layers}
+
+
+@register
+@dataclass(frozen=True)
+class InNINR(_NINR):
+    """One noise injection node at the input layer (in-NINR)."""
+
+    name: ClassVar[str] = "in-ninr"
+    where: ClassVar[str] = "input"
+
+
+@register
+@dataclass(frozen=True)
+class FullNINR(_NINR):
+    """A noise injection node at every Linear/Conv2d layer (full-NINR)."""
+
+    name: ClassVar[str] = "full-ninr"
+    where: ClassVar[str] = "all"

@@ -1,0 +1,7 @@
+"""Models registered by name: ``mlp``, ``cnn``, ``linear``."""
+
+from ninr.models import cnn as _cnn  # noqa: F401  (registers)
+from ninr.models import mlp as _mlp  # noqa: F401  (registers)
+from ninr.models.registry import MODELS, ModelBuilder, build_model
+
+__all__ = ["MODELS", "ModelBuilder", "build_model"]

@@ -1,0 +1,146 @@
+"""Noise injection nodes and the layers that carry them.
+
+A :class:`NoiseInjectionNode` is a noise source (distribution, ``sigma``, its own generator) plus its
+noise injection weights (the NIW ``Parameter``). :func:`ninr.nn.attach_nins` turns an existing
+``nn.Linear`` or ``nn.Conv2d`` into :class:`NINLinear` / :class:`NINConv2d` in place, the way
+``torch.nn.utils.parametrize`` does: the layer keeps its identity, its parameters and their
+``state_dict`` keys, and gains one submodule ``nin`` (key ``<layer>.nin.weight``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ninr.errors import check_choice, check_nonneg, fail
+from ninr.functional.nin import nin_additive, nin_conv2d_channel, nin_linear
+from ninr.functional.noise import DISTRIBUTIONS
+from ninr.nn.modes import NoiseModule
+
+NoisePer = Literal["example", "pixel"]
+ConvMode = Literal["channel", "additive"]
+NOISE_PER = ("example", "pixel")
+CONV_MODES = ("channel", "additive")
+
+
+class NoiseInjectionNode(NoiseModule):
+    """A noise injection node: fresh noise ``eps`` with std ``sigma`` each forward pass, and its NIWs.
+
+    Args:
+        niw_shape: shape of the noise injection weights (``(out,)`` for a dense layer).
+        sigma: standard deviation of the injected noise.
+        distribution: a name in ``ninr.functional.DISTRIBUTIONS`` (unit-free: scaled to std ``sigma``).
+        per: ``"example"`` (one draw per example) or ``"pixel"`` (i.i.d. per pixel, conv layers).
+        seed: seed of the node's own generator; ``None`` uses torch's global generator.
+    """
+
+    def __init__(
+        self,
+        niw_shape: Sequence[int],
+        *,
+        sigma: float = 1.0,
+        distribution: str = "gaussian",
+        per: NoisePer = "example",
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(seed=seed)
+        self.sigma = check_nonneg("sigma", sigma)
+        DISTRIBUTIONS.get(distribution)
+        self.distribution = distribution
+        self.per: NoisePer = check_choice("per", per, NOISE_PER)  # type: ignore[assignment]
+        self.weight = nn.Parameter(torch.zeros(tuple(niw_shape)))
+        self.last_noise: torch.Tensor | None = None
+        self._given: torch.Tensor | None = None
+
+    def draw(self, shape: Sequence[int], like: torch.Tensor) -> torch.Tensor | None:
+        """Noise of ``shape`` for the next forward pass, or ``None`` when noise is off."""
+        if not self.noise_active:
+            self.last_noise = None
+            return None
+        if self._given is not None:
+            eps = self._given.to(device=like.device, dtype=like.dtype)
+        else:
+            sampler = DISTRIBUTIONS.get(self.distribution)
+            gen = self.generator(like.device)
+            eps = sampler(shape, scale=self.sigma, generator=gen, device=like.device, dtype=like.dtype)
+        self.last_noise = eps.detach()
+        return eps
+
+    @contextlib.contextmanager
+    def given_noise(self, eps: torch.Tensor) -> Iterator[None]:
+        """Use ``eps`` instead of a fresh draw inside the block (to replay a recorded forward pass)."""
+        self._given = eps
+        try:
+            yield
+        finally:
+            self._given = None
+
+    def extra_repr(self) -> str:
+        return (
+            f"niw_shape={tuple(self.weight.shape)}, sigma={self.sigma}, distribution={self.distribution!r}, "
+            f"per={self.per!r}"
+        )
+
+
+class NINLinear(nn.Linear):
+    """``nn.Linear`` with a noise injection node: ``z = W x + b + W_NI eps``, one ``eps`` per example."""
+
+    nin: NoiseInjectionNode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        eps = self.nin.draw(x.shape[:-1], x)
+        return nin_linear(x, self.weight, self.bias, self.nin.weight, eps)
+
+
+class NINConv2d(nn.Conv2d):
+    """``nn.Conv2d`` whose input feature map is connected pixel-wise to a noise injection node.
+
+    ``nin_mode="channel"``: the node is an extra input channel carrying a noise map into the
+    convolution; its kernel slice (out, 1, kh, kw) is the NIW. ``nin_mode="additive"``: the map
+    ``x + W_NI[c, h, w] * eps`` feeds the convolution; the NIW has the feature map's shape (C, H, W).
+    """
+
+    nin: NoiseInjectionNode
+    nin_mode: ConvMode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (x.shape[0],) if self.nin.per == "example" else (x.shape[0], 1, *x.shape[-2:])
+        eps = self.nin.draw(shape, x)
+        if eps is None:
+            return self._conv_forward(x, self.weight, self.bias)
+        if self.nin_mode == "additive":
+            return self._conv_forward(nin_additive(x, self.nin.weight, eps), self.weight, self.bias)
+        out = self._conv_forward(x, self.weight, self.bias)
+        return nin_conv2d_channel(out, self.nin.weight, eps, (x.shape[-2], x.shape[-1]), self._noise_conv)
+
+    def _noise_conv(self, inp: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """The layer's geometry applied to a one-channel noise map (padding mode included)."""
+        if self.padding_mode != "zeros":
+            inp = F.pad(inp, self._reversed_padding_repeated_twice, mode=self.padding_mode)
+            return F.conv2d(inp, weight, None, self.stride, 0, self.dilation)
+        return F.conv2d(inp, weight, None, self.stride, self.padding, self.dilation)
+
+
+def niw_shape_for(layer: nn.Module, conv_mode: ConvMode, in_shape: Sequence[int] | None) -> tuple[int, ...]:
+    """The NIW's shape for ``layer`` (``in_shape`` is the (C, H, W) feeding it, for additive conv)."""
+    if isinstance(layer, nn.Linear):
+        return (layer.out_features,)
+    if isinstance(layer, nn.Conv2d):
+        if conv_mode == "channel":
+            return (layer.out_channels, 1, *layer.kernel_size)
+        if in_shape is None:
+            raise fail("example_input", "given for conv_mode='additive' (the NIW has the feature map's shape)", None)
+        return tuple(in_shape)
+    raise fail("layer", "an nn.Linear or nn.Conv2d", type(layer).__name__)
+
+
+def layer_fan_in(layer: nn.Module) -> int:
+    """The fan-in PyTorch's default initialisation uses for ``layer``'s weight."""
+    weight = layer.weight
+    assert isinstance(weight, torch.Tensor)
+    return int(weight[0].numel())

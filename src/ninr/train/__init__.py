@@ -1,0 +1,22 @@
+"""Training: configs, the SGD fit loop, callbacks, run directories."""
+
+from ninr.train.callbacks import Callback, EpochPrinter, FitState
+from ninr.train.config import MethodSpec, TrainConfig, run_id
+from ninr.train.loop import evaluate, fit
+from ninr.train.run import TrainResult, build_setup, load_run, resolve, train
+
+__all__ = [
+    "Callback",
+    "EpochPrinter",
+    "FitState",
+    "MethodSpec",
+    "TrainConfig",
+    "TrainResult",
+    "build_setup",
+    "evaluate",
+    "fit",
+    "load_run",
+    "resolve",
+    "run_id",
+    "train",
+]
