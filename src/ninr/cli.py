@@ -7,6 +7,7 @@ missing data set exits with code 1 and says how to get it.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import sys
@@ -110,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_fetch = data_sub.add_parser("fetch", help="make Fashion-MNIST available (verify checksums, cache)")
     p_fetch.add_argument("--data-dir", default=None)
     p_fetch.add_argument("--no-download", action="store_true")
+    for module in PLUGINS:
+        COMMANDS.update(importlib.import_module(module).register(sub))
     return parser
 
 
@@ -198,7 +201,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     from ninr.registry import registries
 
     regs = registries()
-    kinds = [args.kind] if args.kind else sorted(regs)
+    kind_arg = args.kind[:-1] if args.kind and args.kind.endswith("s") and args.kind[:-1] in regs else args.kind
+    kinds = [kind_arg] if kind_arg else sorted(regs)
     for kind in kinds:
         if kind not in regs:
             from ninr.errors import did_you_mean
@@ -225,6 +229,10 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "list": cmd_list,
     "data": cmd_data,
 }
+
+# Subcommands that live beside the code they drive. Each module defines
+# ``register(subparsers) -> dict[str, handler]``: it adds its parsers and returns its handlers.
+PLUGINS: tuple[str, ...] = ()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
