@@ -1,0 +1,269 @@
+"""Noise injection nodes: closed-form oracles for each layer kind, and the attach/detach contracts."""
+
+from __future__ import annotations
+
+import copy
+import math
+import pickle
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from helpers import (
+    NestedNet,
+    assert_eval_is_plain,
+    assert_grads_reach,
+    assert_no_input_mutation,
+    assert_replayable,
+    assert_state_dict_roundtrip,
+    clone,
+    small_cnn,
+    small_mlp,
+)
+from ninr.errors import ConfigError
+from ninr.nn import NINConv2d, NINLinear, attach_nins, detach_nins, force_noise, nin_nodes, niws
+
+X_DENSE = torch.rand(6, 12, generator=torch.Generator().manual_seed(1))
+X_IMG = torch.rand(5, 2, 8, 8, generator=torch.Generator().manual_seed(2))
+X_NESTED = torch.rand(4, 1, 4, 4, generator=torch.Generator().manual_seed(3))
+
+CASES = {
+    "mlp": (small_mlp, X_DENSE, {}),
+    "cnn-channel": (small_cnn, X_IMG, {"conv_mode": "channel"}),
+    "cnn-channel-pixel": (small_cnn, X_IMG, {"conv_mode": "channel", "per": "pixel"}),
+    "cnn-additive": (small_cnn, X_IMG, {"conv_mode": "additive", "example_input": X_IMG[:1]}),
+    "cnn-additive-pixel": (small_cnn, X_IMG, {"conv_mode": "additive", "per": "pixel", "example_input": X_IMG[:1]}),
+    "nested": (NestedNet, X_NESTED, {"example_input": X_NESTED[:1]}),
+}
+
+
+def attached(case: str, where: str = "all", sigma: float = 1.0, seed: int = 0) -> tuple[nn.Module, nn.Module]:
+    build, _, kwargs = CASES[case]
+    plain = build()
+    model = clone(plain)
+    attach_nins(model, where, sigma=sigma, seed=seed, **kwargs)
+    return model, plain
+
+
+@pytest.mark.parametrize("where", ["input", "all"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_noise_off_equals_plain_model_and_detach_restores_it(case: str, where: str) -> None:
+    model, plain = attached(case, where)
+    x = CASES[case][1]
+    assert_eval_is_plain(model, plain, x)
+    with force_noise(model, on=False):
+        model.train()
+        plain.train()
+        assert torch.equal(model(x), plain(x))
+    detach_nins(model)
+    assert not nin_nodes(model)
+    assert set(model.state_dict()) == set(plain.state_dict())
+    model.train()
+    assert torch.equal(model(x), plain(x))
+    assert all(type(m) in (nn.Linear, nn.Conv2d) for m in model.modules() if isinstance(m, nn.Linear | nn.Conv2d))
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_gradients_reach_every_niw_and_vanish_at_sigma_zero(case: str) -> None:
+    x = CASES[case][1]
+    model, _ = attached(case, "all", sigma=0.7)
+    model.train()
+    model(x).square().sum().backward()
+    assert_grads_reach(niws(model))
+    model0, plain = attached(case, "all", sigma=0.0)
+    model0.train()
+    out = model0(x)
+    out.square().sum().backward()
+    assert_grads_reach(niws(model0), zero=True)
+    assert torch.equal(out, plain(x))
+
+
+def test_dense_node_matches_closed_form() -> None:
+    layer = nn.Linear(12, 5)
+    attach_nins(layer, "all", sigma=0.5, seed=3)
+    assert isinstance(layer, NINLinear)
+    z = layer(X_DENSE)
+    eps = layer.nin.last_noise
+    assert eps is not None and eps.shape == (6,)
+    expected = X_DENSE @ layer.weight.T + layer.bias + eps[:, None] * layer.nin.weight[None, :]
+    torch.testing.assert_close(z, expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("per", ["example", "pixel"])
+def test_conv_channel_node_is_an_extra_input_channel(per: str) -> None:
+    """Oracle: convolving [x, noise map] with [W, W_NI] stacked along input channels."""
+    conv = nn.Conv2d(2, 3, 3, stride=2, padding=1)
+    attach_nins(conv, "all", sigma=1.3, per=per, seed=4)
+    assert isinstance(conv, NINConv2d)
+    y = conv(X_IMG)
+    eps = conv.nin.last_noise
+    assert eps is not None
+    noise_map = eps.view(-1, 1, 1, 1).expand(-1, 1, 8, 8) if per == "example" else eps
+    stacked_w = torch.cat([conv.weight, conv.nin.weight], dim=1)
+    expected = F.conv2d(torch.cat([X_IMG, noise_map], dim=1), stacked_w, conv.bias, 2, 1)
+    torch.testing.assert_close(y, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_conv_channel_node_respects_padding_mode() -> None:
+    conv = nn.Conv2d(2, 3, 3, padding=1, padding_mode="reflect")
+    attach_nins(conv, "all", per="pixel", seed=5)
+    y = conv(X_IMG)
+    eps = conv.nin.last_noise
+    assert eps is not None
+    padded = F.pad(torch.cat([X_IMG, eps], dim=1), (1, 1, 1, 1), mode="reflect")
+    expected = F.conv2d(padded, torch.cat([conv.weight, conv.nin.weight], dim=1), conv.bias)
+    torch.testing.assert_close(y, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("per", ["example", "pixel"])
+def test_conv_additive_node_matches_closed_form(per: str) -> None:
+    conv = nn.Conv2d(2, 3, 3, padding=1)
+    attach_nins(conv, "all", conv_mode="additive", per=per, seed=6, example_input=X_IMG[:1])
+    assert conv.nin.weight.shape == (2, 8, 8)
+    y = conv(X_IMG)
+    eps = conv.nin.last_noise
+    assert eps is not None
+    e = eps.view(-1, 1, 1, 1) if per == "example" else eps
+    expected = F.conv2d(X_IMG + conv.nin.weight * e, conv.weight, conv.bias, 1, 1)
+    torch.testing.assert_close(y, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_additive_mode_needs_an_example_input() -> None:
+    with pytest.raises(ConfigError, match="example_input"):
+        attach_nins(small_cnn(), "all", conv_mode="additive")
+
+
+def test_per_example_draws_are_independent_and_replayable() -> None:
+    model = small_mlp()
+    attach_nins(model, "input", sigma=1.0, seed=7)
+    node = model.fc1.nin
+    model.train()
+    same = X_DENSE[:1].expand(64, -1)
+    out = model(same)
+    eps = node.last_noise
+    assert eps is not None and eps.shape == (64,)
+    assert torch.unique(eps).numel() == 64, "examples in one batch shared a draw"
+    assert not torch.allclose(out[0], out[1])
+    assert abs(float(torch.corrcoef(torch.stack([eps[:-1], eps[1:]]))[0, 1])) < 0.4
+    assert_replayable(lambda: model(X_DENSE), lambda: node.reseed(7))
+    state = node.get_rng_state()
+    a = model(X_DENSE)
+    node.set_rng_state(state)
+    assert torch.equal(model(X_DENSE), a)
+    with node.given_noise(torch.zeros(6)):
+        model.eval()
+        plain_out = model(X_DENSE)
+        model.train()
+        assert torch.equal(model(X_DENSE), plain_out)
+
+
+@pytest.mark.parametrize("distribution", ["gaussian", "uniform"])
+def test_injected_noise_has_std_sigma(distribution: str) -> None:
+    layer = nn.Linear(3, 2)
+    attach_nins(layer, "all", sigma=0.3, distribution=distribution, seed=8)
+    layer(torch.zeros(200_000, 3))
+    eps = layer.nin.last_noise
+    assert eps is not None
+    assert abs(float(eps.mean())) < 0.003  # 4.5 standard errors of the mean (0.3 / sqrt(2e5))
+    assert abs(float(eps.std()) - 0.3) < 0.003
+
+
+def test_force_noise_overrides_mode_and_restores() -> None:
+    model, plain = attached("mlp", "all")
+    model.eval()
+    with force_noise(model):
+        a, b = model(X_DENSE), model(X_DENSE)
+        assert not torch.equal(a, b)
+    assert_eval_is_plain(model, plain, X_DENSE)
+    assert all(node.force is None for node in nin_nodes(model).values())
+
+
+def test_attach_report_input_and_all_on_sequential() -> None:
+    model = small_mlp()
+    report = attach_nins(model, "input", sigma=0.5, seed=0)
+    assert report.layers == ["fc1"]
+    assert report.nodes[0].niw_shape == (8,) and report.nodes[0].mode == "dense"
+    assert "fc1" in str(report)
+    model = small_mlp()
+    assert attach_nins(model, "all").layers == ["fc1", "fc2", "out"]
+    assert list(niws(model)) == ["fc1", "fc2", "out"]
+    assert "fc2.nin.weight" in model.state_dict()
+
+
+def test_attach_by_names_and_globs_on_nested_module() -> None:
+    model = NestedNet()
+    report = attach_nins(model, "input", example_input=X_NESTED[:1])
+    assert report.layers == ["features.conv"], "input must follow call order when an example is given"
+    assert report.nodes[0].kind == "conv2d"
+    model = NestedNet()
+    assert attach_nins(model, "features.*").layers == ["features.conv"]
+    model = NestedNet()
+    assert attach_nins(model, ["head", "body.0"]).layers == ["head", "body.0"]
+    model = NestedNet()
+    assert attach_nins(model, "all", example_input=X_NESTED[:1]).layers == ["features.conv", "body.0", "head"]
+
+
+def test_bad_attach_requests_are_clear_errors() -> None:
+    with pytest.raises(ConfigError, match=r"did you mean 'fc1'"):
+        attach_nins(small_mlp(), "fc_1")
+    with pytest.raises(ConfigError, match=r"nn\.Linear or nn\.Conv2d"):
+        attach_nins(nn.Sequential(nn.ReLU()), "all")
+    model = small_mlp()
+    attach_nins(model, "input")
+    with pytest.raises(ConfigError, match="already has a noise injection node"):
+        attach_nins(model, "input")
+    with pytest.raises(ConfigError, match="sigma"):
+        attach_nins(small_mlp(), "input", sigma=-1.0)
+    with pytest.raises(ConfigError, match="did you mean 'gaussian'"):
+        attach_nins(small_mlp(), "input", distribution="gausian")
+    with pytest.raises(ConfigError, match="niw_init"):
+        attach_nins(small_mlp(), "input", niw_init="xavier")
+
+    class MyLinear(nn.Linear):
+        pass
+
+    with pytest.raises(ConfigError, match="MyLinear"):
+        attach_nins(nn.Sequential(MyLinear(2, 2)), "all")
+
+
+def test_niw_initialisation_schemes() -> None:
+    layer = nn.Linear(400, 1000)
+    attach_nins(layer, "all", seed=0)
+    bound = 1 / math.sqrt(400)
+    w = layer.nin.weight.detach()
+    assert float(w.abs().max()) <= bound
+    assert abs(float(w.std()) - bound / math.sqrt(3)) < 0.1 * bound / math.sqrt(3)
+    zero = nn.Linear(4, 3)
+    attach_nins(zero, "all", niw_init="zeros")
+    assert torch.count_nonzero(zero.nin.weight) == 0
+    scaled = nn.Linear(4, 10_000)
+    attach_nins(scaled, "all", niw_init=0.2, seed=0)
+    assert abs(float(scaled.nin.weight.detach().std()) - 0.2) < 0.01
+
+
+def test_attach_is_deterministic_given_a_seed() -> None:
+    a, _ = attached("cnn-channel", seed=11)
+    b, _ = attached("cnn-channel", seed=11)
+    a.train()
+    b.train()
+    assert torch.equal(a(X_IMG), b(X_IMG))
+    for name in niws(a):
+        assert torch.equal(niws(a)[name], niws(b)[name])
+
+
+@pytest.mark.parametrize("case", ["mlp", "cnn-channel", "cnn-additive"])
+def test_state_dict_roundtrip_and_pickle(case: str) -> None:
+    model, _ = attached(case, "all", seed=1)
+    fresh, _ = attached(case, "all", seed=2)
+    assert_state_dict_roundtrip(model, fresh, CASES[case][1])
+    restored = pickle.loads(pickle.dumps(model))
+    assert_eval_is_plain(restored, model, CASES[case][1])
+    assert isinstance(copy.deepcopy(model), nn.Module)
+
+
+def test_forward_never_mutates_its_input() -> None:
+    model, _ = attached("cnn-additive", "all")
+    model.train()
+    assert_no_input_mutation(model, X_IMG.clone())

@@ -1,0 +1,157 @@
+"""The training run: reproducibility, divergence as data, run directories, configs."""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+
+import pytest
+import torch
+
+from ninr.data import load_dataset
+from ninr.errors import ConfigError
+from ninr.train import MethodSpec, TrainConfig, evaluate, load_run, run_id, rundir, train
+
+SYNTH = {"n_train": 256, "n_test": 128}
+DATA = load_dataset("synthetic", **SYNTH)
+NINR = (MethodSpec("in-ninr", {"sigma": 0.5}),)
+
+
+def config(**changes: object) -> TrainConfig:
+    base = TrainConfig(dataset="synthetic", dataset_kwargs=SYNTH, epochs=2, batch_size=32, lr=0.05)
+    return base.replace(**changes)
+
+
+def without_time(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in records]
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+@pytest.mark.parametrize("methods", [(), NINR, (MethodSpec("full-ninr", {"sigma": 0.5}),)])
+def test_training_is_bit_for_bit_reproducible(model: str, methods: tuple[MethodSpec, ...]) -> None:
+    cfg = config(model=model, methods=methods, epochs=1, max_steps=4)
+    a, b = train(cfg, data=DATA), train(cfg, data=DATA)
+    assert without_time(a.records) == without_time(b.records)
+    for (name, pa), pb in zip(a.model.state_dict().items(), b.model.state_dict().values(), strict=True):
+        assert torch.equal(pa, pb), name
+    other = train(cfg.replace(seed=1), data=DATA)
+    assert without_time(other.records) != without_time(a.records)
+
+
+def test_train_leaves_global_rng_untouched() -> None:
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    train(config(methods=NINR, max_steps=3), data=DATA)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_training_learns_and_records_niw_norms() -> None:
+    result = train(config(methods=NINR, epochs=3), data=DATA)
+    assert result.status == "completed"
+    assert [r["epoch"] for r in result.records] == [1, 2, 3]
+    assert result.records[-1]["train_loss"] < result.records[0]["train_loss"]
+    assert result.final["test_acc"] > 0.5  # 10 balanced classes: chance is 0.1
+    assert "niw_norm/fc1" in result.final and result.final["niw_norm/fc1"] > 0
+    assert result.setup == {"nin_layers": ["fc1"]}
+
+
+def test_diverging_run_is_recorded_not_raised() -> None:
+    result = train(config(lr=1e4, methods=(MethodSpec("in-ninr", {"sigma": 100.0}),)), data=DATA)
+    assert result.status == "diverged"
+    assert result.records[-1]["status"] == "diverged"
+    assert math.isnan(result.records[-1]["test_acc"])
+
+
+def test_max_steps_stops_early() -> None:
+    result = train(config(max_steps=5), data=DATA)
+    assert result.status == "stopped"
+    assert result.final["step"] == 5 and len(result.records) == 1
+
+
+def test_run_directory_contents_and_reload(tmp_path: torch.Tensor) -> None:
+    out = tmp_path / "run"
+    result = train(config(methods=NINR, model="cnn", epochs=1, max_steps=3), data=DATA, out_dir=out)
+    meta = json.loads((out / rundir.CONFIG).read_text())
+    assert meta["run_id"] == result.run_id == run_id(meta["config"])
+    assert meta["config"]["methods"][0]["params"]["sigma"] == 0.5
+    assert meta["config"]["methods"][0]["params"]["distribution"] == "gaussian"  # resolved defaults recorded
+    metrics = rundir.read_jsonl(out / rundir.METRICS)
+    assert without_time(metrics) == without_time(result.records)
+    summary = json.loads((out / rundir.SUMMARY).read_text())
+    assert summary["status"] == "stopped"
+    model, cfg = load_run(out)
+    assert cfg.to_dict()["methods"][0]["name"] == "in-ninr"
+    result.model.eval()
+    x = DATA.x_test[:16]
+    assert torch.equal(model(x), result.model(x))
+    _, acc = evaluate(model, DATA.x_test, DATA.y_test)
+    assert acc == pytest.approx(result.final["test_acc"])
+
+
+def test_existing_run_is_never_overwritten_silently(tmp_path: torch.Tensor) -> None:
+    out = tmp_path / "run"
+    train(config(max_steps=2), data=DATA, out_dir=out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train(config(max_steps=3), data=DATA, out_dir=out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    train(config(max_steps=3), data=DATA, out_dir=out, overwrite=True)
+    assert json.loads((out / rundir.SUMMARY).read_text())["final"]["step"] == 3
+
+
+def test_checkpoints_never_run_code(tmp_path: torch.Tensor) -> None:
+    class Evil:
+        def __reduce__(self) -> tuple:
+            return (print, ("pwned",))
+
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"model": {}, "meta": Evil()}, path)
+    with pytest.raises(pickle.UnpicklingError):
+        rundir.load_checkpoint(path)
+
+
+def test_config_round_trip_and_run_id() -> None:
+    cfg = config(methods=NINR, model_kwargs={"width": 32})
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert run_id(cfg.to_dict()) == run_id(config(methods=NINR, model_kwargs={"width": 32}).to_dict())
+    assert run_id(cfg.to_dict()) != run_id(cfg.replace(seed=1).to_dict())
+    with pytest.raises(ConfigError, match="unknown config key 'lr_'"):
+        TrainConfig.from_dict({"lr_": 0.1})
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"lr": -0.1}, "`lr` must be a finite number > 0, got -0.1"),
+        ({"lr": float("nan")}, "`lr` must be a finite number > 0, got nan"),
+        ({"batch_size": 0}, "`batch_size` must be an integer >= 1, got 0"),
+        ({"momentum": 1.5}, "`momentum` must be a number in [0, 1), got 1.5"),
+        ({"methods": NINR + NINR}, "`methods` must be a list without repeats"),
+    ],
+)
+def test_bad_config_values_are_named(changes: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        config(**changes)
+    assert str(info.value).startswith(message)
+
+
+def test_bad_names_fail_before_training() -> None:
+    with pytest.raises(ConfigError, match="did you mean 'mlp'"):
+        train(config(model="mpl"), data=DATA)
+    with pytest.raises(ConfigError, match="did you mean 'in-ninr'"):
+        train(config(methods=(MethodSpec("in_ninr"),)), data=DATA)
+    with pytest.raises(ConfigError, match="has no parameter 'sigm'"):
+        train(config(methods=(MethodSpec("in-ninr", {"sigm": 1.0}),)), data=DATA)
+
+
+@pytest.mark.slow
+def test_mlp_reaches_80_percent_on_fashion_mnist_in_one_epoch() -> None:
+    try:
+        data = load_dataset("fashion-mnist", download=False)
+    except Exception as exc:
+        pytest.skip(f"Fashion-MNIST not available: {exc}")
+    result = train(TrainConfig(epochs=1, seed=0), data=data)
+    assert result.status == "completed"
+    assert result.final["test_acc"] > 0.80
