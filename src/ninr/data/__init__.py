@@ -1,0 +1,27 @@
+"""Data sets as in-memory tensors: Fashion-MNIST (found, fetched and verified) and a synthetic task.
+
+Importing this package reads no data; loaders read on call. Look a data set up by name with
+:func:`load_dataset` or use a loader directly.
+
+Note:
+    The names ``fashion_mnist`` and ``synthetic`` here are the loader functions, which shadow the
+    submodules of the same name as attributes; use ``importlib.import_module("ninr.data.fashion_mnist")``
+    to reach the module itself.
+"""
+
+from ninr.data.base import DATASETS, Dataset, load_dataset
+from ninr.data.fashion_mnist import fashion_mnist, load_fashion_mnist_raw, locate_fashion_mnist
+from ninr.data.idx import read_idx, write_idx
+from ninr.data.synthetic import synthetic
+
+__all__ = [
+    "DATASETS",
+    "Dataset",
+    "fashion_mnist",
+    "load_dataset",
+    "load_fashion_mnist_raw",
+    "locate_fashion_mnist",
+    "read_idx",
+    "synthetic",
+    "write_idx",
+]
