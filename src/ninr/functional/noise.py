@@ -2,8 +2,19 @@
 
 One meaning of ``scale`` everywhere: the standard deviation of the draw. Methods can therefore be
 compared at equal noise power whatever the distribution. A sampler has the signature
-``sampler(shape, *, scale, generator, device, dtype) -> Tensor`` and, at ``scale == 0``, returns
-exact zeros without consuming the generator.
+``sampler(shape, *, scale, generator, device, dtype) -> Tensor``, draws mean-zero noise and, at
+``scale == 0``, returns exact zeros without consuming the generator.
+
+| name | law of one element, standard deviation ``scale`` |
+|---|---|
+| ``gaussian`` | N(0, scale^2) |
+| ``uniform`` | U(-sqrt(3) scale, sqrt(3) scale) |
+| ``laplace`` | Laplace(0, b) with b = scale / sqrt(2) |
+| ``impulse`` | salt-and-pepper: 0 with probability 1 - d, else +-scale / sqrt(d) (each sign d/2), d = 0.1 |
+
+``impulse`` is the additive, mean-zero form of salt-and-pepper noise (sparse spikes of either sign),
+so it is comparable at equal power; the image corruption that sets pixels to 0 or 1 is a different,
+non-additive operation.
 """
 
 from __future__ import annotations
@@ -14,7 +25,7 @@ from typing import Protocol
 
 import torch
 
-from ninr.errors import check_nonneg
+from ninr.errors import check_nonneg, check_probability
 from ninr.registry import Registry
 
 
@@ -66,6 +77,48 @@ def uniform(
     half_width = math.sqrt(3.0) * scale
     out = torch.rand(tuple(shape), generator=generator, device=device, dtype=dtype)
     return out.mul_(2 * half_width).sub_(half_width)
+
+
+@DISTRIBUTIONS.register("laplace")
+def laplace(
+    shape: Sequence[int],
+    *,
+    scale: float,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Laplace noise with scale b = scale / sqrt(2) (standard deviation ``scale``)."""
+    if scale == 0:
+        return torch.zeros(tuple(shape), device=device, dtype=dtype)
+    # The difference of two independent Exp(1) draws is Laplace(0, 1): no log(0) edge case.
+    e = torch.empty((2, *tuple(shape)), device=device, dtype=dtype).exponential_(generator=generator)
+    return (e[0] - e[1]).mul_(scale / math.sqrt(2.0))
+
+
+IMPULSE_DENSITY = 0.1
+"""Fraction of elements an ``impulse`` draw hits (the rest are exactly zero)."""
+
+
+@DISTRIBUTIONS.register("impulse")
+def impulse(
+    shape: Sequence[int],
+    *,
+    scale: float,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+    density: float = IMPULSE_DENSITY,
+) -> torch.Tensor:
+    """Salt-and-pepper impulses: +-scale/sqrt(density) on a ``density`` fraction of elements, else 0."""
+    check_probability("density", density, closed_right=True)
+    if scale == 0 or density == 0:
+        return torch.zeros(tuple(shape), device=device, dtype=dtype)
+    u = torch.rand(tuple(shape), generator=generator, device=device, dtype=dtype)
+    amplitude = scale / math.sqrt(density)
+    # u < d/2: pepper (-a); d/2 <= u < d: salt (+a); otherwise no impulse.
+    sign = (u >= density / 2).to(dtype).mul_(2).sub_(1)
+    return sign.mul_(amplitude).masked_fill_(u >= density, 0.0)
 
 
 def sample(

@@ -9,6 +9,7 @@ between backward and the optimizer step. Every hook is a no-op by default.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -40,6 +41,8 @@ class Method:
     """Base class of regularization methods; subclasses are frozen dataclasses registered by name."""
 
     name: ClassVar[str] = ""
+    conflicts: ClassVar[Mapping[str, str]] = {}
+    """Methods this one cannot be combined with, and why (checked both ways by :func:`check_compatible`)."""
 
     def configure_model(self, model: nn.Module, ctx: SetupContext) -> dict[str, Any]:
         """Change the model in place before training; returns facts worth recording (may be empty)."""
@@ -73,6 +76,18 @@ def register(cls: type[Method]) -> type[Method]:
 def get(name: str) -> type[Method]:
     """The method class called ``name`` (did-you-mean on a miss)."""
     return METHODS.get(name)
+
+
+def check_compatible(methods: Sequence[Method]) -> None:
+    """Raise :class:`ConfigError` if two of ``methods`` make no sense together (e.g. in-ninr with full-ninr)."""
+    names = [m.name for m in methods]
+    for i, a in enumerate(methods):
+        for b in methods[i + 1 :]:
+            why = a.conflicts.get(b.name) or b.conflicts.get(a.name)
+            if why is not None:
+                raise ConfigError(
+                    f"`methods` must be compatible, got {names}: {a.name!r} and {b.name!r} cannot be combined ({why})"
+                )
 
 
 def build(name: str, params: dict[str, Any] | None = None) -> Method:

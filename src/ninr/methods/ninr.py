@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -64,3 +65,4 @@ class FullNINR(_NINR):
 
     name: ClassVar[str] = "full-ninr"
     where: ClassVar[str] = "all"
+    conflicts: ClassVar[Mapping[str, str]] = {"in-ninr": "full-ninr already puts a node on the input layer"}

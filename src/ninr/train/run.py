@@ -19,7 +19,7 @@ from torch import nn
 
 import ninr
 from ninr.data.base import Dataset, load_dataset
-from ninr.methods.base import Method, SetupContext, build
+from ninr.methods.base import Method, SetupContext, build, check_compatible
 from ninr.models.layers import InputStats, channel_stats
 from ninr.models.registry import build_model
 from ninr.rng import derive_seed, scoped_global_seed
@@ -51,6 +51,7 @@ class TrainResult:
 def resolve(config: TrainConfig) -> tuple[dict[str, Any], list[Method]]:
     """The config as a dict with every method's hyperparameters filled in, and the method objects."""
     methods = [build(spec.name, dict(spec.params)) for spec in config.methods]
+    check_compatible(methods)
     resolved = config.to_dict()
     resolved["methods"] = [{"name": m.name, "params": m.params()} for m in methods]
     return resolved, methods

@@ -1,0 +1,115 @@
+"""The noise samplers: moments against their closed forms, exact zeros at scale 0, replayable draws.
+
+Tolerances are stated as multiples of the standard error of the estimate on N = 10^6 draws:
+the mean's is ``scale / sqrt(N)``; the sample standard deviation's is about
+``scale * sqrt((kurtosis - 1) / (4 N))`` with the law's kurtosis (gaussian 3, uniform 1.8,
+laplace 6, impulse 1 / density).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ninr.errors import ConfigError, UnknownNameError
+from ninr.functional.noise import DISTRIBUTIONS, IMPULSE_DENSITY, impulse, sample
+
+N = 1_000_000
+SCALE = 0.7
+KURTOSIS = {"gaussian": 3.0, "uniform": 1.8, "laplace": 6.0, "impulse": 1.0 / IMPULSE_DENSITY}
+Z = 5.0  # standard errors allowed: a correct sampler fails with probability < 1e-6 per check
+
+
+def draw(name: str, seed: int = 0, n: int = N, scale: float = SCALE, **kw: object) -> torch.Tensor:
+    return sample(name, (n,), scale=scale, generator=torch.Generator().manual_seed(seed), **kw)  # type: ignore[arg-type]
+
+
+def test_registry_holds_the_four_documented_distributions() -> None:
+    assert {"gaussian", "uniform", "laplace", "impulse"} <= set(DISTRIBUTIONS.names())
+
+
+@pytest.mark.parametrize("name", sorted(KURTOSIS))
+def test_mean_zero_and_std_equal_to_scale(name: str) -> None:
+    x = draw(name, dtype=torch.float64)
+    mean_se = SCALE / math.sqrt(N)
+    std_se = SCALE * math.sqrt((KURTOSIS[name] - 1) / (4 * N))
+    assert abs(float(x.mean())) < Z * mean_se
+    assert abs(float(x.std()) - SCALE) < Z * std_se
+
+
+@pytest.mark.parametrize("name", sorted(KURTOSIS))
+def test_kurtosis_identifies_the_law(name: str) -> None:
+    # The fourth moment tells the laws apart at equal std: guards against e.g. a mis-scaled gaussian.
+    x = draw(name, seed=1, dtype=torch.float64)
+    kurt = float((x**4).mean() / (x**2).mean() ** 2)
+    assert kurt == pytest.approx(KURTOSIS[name], rel=0.05)
+
+
+@pytest.mark.parametrize("name", sorted(KURTOSIS))
+def test_scale_zero_is_exact_zero_and_leaves_the_generator_alone(name: str) -> None:
+    gen = torch.Generator().manual_seed(3)
+    state = gen.get_state()
+    out = sample(name, (4, 5), scale=0.0, generator=gen)
+    assert out.shape == (4, 5) and torch.count_nonzero(out) == 0
+    assert torch.equal(gen.get_state(), state)
+
+
+@pytest.mark.parametrize("name", sorted(KURTOSIS))
+def test_same_generator_state_gives_the_same_draw(name: str) -> None:
+    gen = torch.Generator().manual_seed(11)
+    state = gen.get_state()
+    first = sample(name, (1000,), scale=SCALE, generator=gen)
+    second = sample(name, (1000,), scale=SCALE, generator=gen)
+    gen.set_state(state)
+    replay = sample(name, (1000,), scale=SCALE, generator=gen)
+    assert torch.equal(first, replay)
+    assert not torch.equal(first, second)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", sorted(KURTOSIS))
+def test_dtype_device_and_shape_are_as_asked(name: str, dtype: torch.dtype) -> None:
+    out = sample(name, (2, 3, 4), scale=SCALE, generator=torch.Generator().manual_seed(0), dtype=dtype, device="cpu")
+    assert out.shape == (2, 3, 4) and out.dtype == dtype and out.device.type == "cpu"
+    assert torch.isfinite(out).all()
+
+
+def test_uniform_support_is_plus_minus_sqrt3_scale() -> None:
+    x = draw("uniform")
+    bound = math.sqrt(3) * SCALE
+    assert float(x.abs().max()) <= bound
+    assert float(x.abs().max()) > 0.999 * bound
+
+
+def test_laplace_mean_absolute_value_is_its_scale_parameter() -> None:
+    # E|X| = b = scale / sqrt(2) for Laplace(0, b); sd of |X| is b, so the standard error is b / sqrt(N).
+    b = SCALE / math.sqrt(2)
+    assert abs(float(draw("laplace", dtype=torch.float64).abs().mean()) - b) < Z * b / math.sqrt(N)
+
+
+def test_impulse_is_sparse_plus_minus_spikes() -> None:
+    x = draw("impulse")
+    hit = x != 0
+    amplitude = SCALE / math.sqrt(IMPULSE_DENSITY)
+    p = IMPULSE_DENSITY
+    assert abs(float(hit.double().mean()) - p) < Z * math.sqrt(p * (1 - p) / N)
+    assert torch.allclose(x[hit].abs(), torch.full_like(x[hit], amplitude))
+    assert abs(float((x > 0).double().mean()) - p / 2) < Z * math.sqrt(p / 2 / N)
+
+
+def test_impulse_density_is_a_parameter() -> None:
+    x = impulse((N,), scale=SCALE, generator=torch.Generator().manual_seed(4), density=0.5)
+    assert abs(float((x != 0).double().mean()) - 0.5) < Z * 0.5 / math.sqrt(N)
+    assert abs(float(x.std()) - SCALE) < Z * SCALE * math.sqrt(1 / (4 * N))  # kurtosis 2
+    with pytest.raises(ConfigError, match="density"):
+        impulse((3,), scale=1.0, density=1.5)
+
+
+def test_bad_names_and_scales_are_rejected() -> None:
+    with pytest.raises(UnknownNameError, match="did you mean 'laplace'"):
+        sample("laplase", (3,), scale=1.0)
+    for bad in (-0.1, math.nan, math.inf):
+        with pytest.raises(ConfigError, match="`scale` must be a finite number >= 0"):
+            sample("gaussian", (3,), scale=bad)
