@@ -232,7 +232,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 # Subcommands that live beside the code they drive. Each module defines
 # ``register(subparsers) -> dict[str, handler]``: it adds its parsers and returns its handlers.
-PLUGINS: tuple[str, ...] = ()
+PLUGINS: tuple[str, ...] = ("ninr.probes.cli",)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

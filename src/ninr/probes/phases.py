@@ -1,0 +1,126 @@
+"""Phase classification of a run from its trajectories: decoupled, decay, catapult, divergent.
+
+The thresholds are named constants; each comes with the reason for its value. ``norms`` is the NIW
+norm sampled along the run (its first entry is the value at initialisation); ``losses`` optionally the
+training loss at the same or other steps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ninr.errors import ConfigError
+
+Series = Sequence[float] | np.ndarray
+"""A trajectory: a list of numbers or a 1-d array."""
+
+PHASES = ("decoupled", "decay", "catapult", "divergent")
+
+DECOUPLED_MAX_CHANGE = 0.2
+"""A run is *decoupled* when its NIW norm ends within 20% of where it started (a decay time of more
+than ~4.5 horizons). At small sigma the NIWs of a network still wander by a random walk of this order
+over a few epochs, so a smaller change cannot be told apart from no dynamics at all."""
+
+CATAPULT_MIN_GROWTH = 1.5
+"""The NIW norm must reach 1.5x its initial value to count as growth: well above the +-20% wandering of
+a decoupled run, so noise alone never triggers it."""
+
+CATAPULT_MAX_RETURN = 0.5
+"""After growing, a *catapult* brings the norm back to at most half its peak by the end of the run;
+growth that does not come back down by that much is counted as *divergent* (over this horizon)."""
+
+DIVERGENCE_LOSS_FACTOR = 10.0
+"""A finite training loss that ends 10x above its initial value is divergent: an SGD run that learns
+(or even stalls) never does that, while a run whose NIWs blow up does."""
+
+FINAL_WINDOW = 0.1
+"""The *final* value is the mean of the last 10% of samples (at least one), to average out the random
+walk of the NIWs around their floor."""
+
+OSCILLATION_MIN_FLIPS = 0.5
+"""A signed trajectory *oscillates* when its sign flips in at least half of the steps while it is
+still above 1e-3 of its initial magnitude (below that the additive random walk sets the sign)."""
+
+_OSC_FLOOR = 1e-3
+
+
+@dataclass(frozen=True)
+class PhaseResult:
+    """A run's phase, with the numbers that decided it."""
+
+    phase: str
+    reason: str
+    peak_ratio: float  # max norm / initial norm
+    final_ratio: float  # final norm / initial norm
+    oscillating: bool | None = None  # only when a signed trajectory was given
+
+    def as_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def _final(values: np.ndarray) -> float:
+    n = max(1, math.ceil(FINAL_WINDOW * len(values)))
+    return float(np.mean(values[-n:]))
+
+
+def oscillates(signed: Series) -> bool:
+    """Whether a signed scalar trajectory (e.g. a one-unit NIW) flips sign in most steps."""
+    v = np.asarray(signed, dtype=np.float64)
+    if len(v) < 3 or v[0] == 0:
+        return False
+    alive = np.abs(v) >= _OSC_FLOOR * abs(v[0])
+    stop = int(np.argmin(alive)) if not alive.all() else len(v)
+    seg = v[: max(stop, 2)]
+    flips = np.signbit(seg[1:]) != np.signbit(seg[:-1])
+    return bool(flips.mean() >= OSCILLATION_MIN_FLIPS) if len(flips) >= 2 else False
+
+
+def classify_phase(
+    norms: Series,
+    losses: Series | None = None,
+    *,
+    status: str | None = None,
+    signed: Series | None = None,
+) -> PhaseResult:
+    """Label a run ``decoupled``, ``decay``, ``catapult`` or ``divergent``.
+
+    Rules, in order: a non-finite value, ``status == "diverged"`` or a final loss above
+    ``DIVERGENCE_LOSS_FACTOR`` x the initial loss is divergent; a peak of at least ``CATAPULT_MIN_GROWTH``
+    x the initial norm is a catapult if the peak lies before the final window and the norm comes back to
+    ``CATAPULT_MAX_RETURN`` x the peak, else divergent (still growing at the end of the horizon); a final
+    norm within ``DECOUPLED_MAX_CHANGE`` of the initial one is decoupled; the rest is decay.
+
+    Example:
+        >>> classify_phase([1.0, 0.5, 0.25, 0.125, 0.06]).phase
+        'decay'
+    """
+    v = np.asarray(norms, dtype=np.float64)
+    if v.ndim != 1 or len(v) < 2:
+        raise ConfigError(f"`norms` must be a 1-d trajectory of at least 2 samples, got shape {v.shape}")
+    osc = None if signed is None else oscillates(signed)
+    if not np.all(np.isfinite(v)) or status == "diverged":
+        return PhaseResult("divergent", "non-finite NIW norm or diverged run", math.inf, math.inf, osc)
+    v0 = float(v[0])
+    if v0 <= 0:
+        raise ConfigError(f"`norms[0]` must be > 0 (a run whose NIWs start at zero has no phase), got {v0}")
+    peak, final = float(v.max()) / v0, _final(v) / v0
+    if losses is not None:
+        loss = np.asarray(losses, dtype=np.float64)
+        if not np.all(np.isfinite(loss)):
+            return PhaseResult("divergent", "non-finite loss", peak, final, osc)
+        if len(loss) >= 2 and _final(loss) > DIVERGENCE_LOSS_FACTOR * float(loss[0]) > 0:
+            return PhaseResult("divergent", f"loss grew over {DIVERGENCE_LOSS_FACTOR:g}x", peak, final, osc)
+    if peak >= CATAPULT_MIN_GROWTH:
+        peak_in_final_window = int(np.argmax(v)) >= len(v) - max(1, math.ceil(FINAL_WINDOW * len(v)))
+        if final <= CATAPULT_MAX_RETURN * peak and not peak_in_final_window:
+            return PhaseResult(
+                "catapult", f"grew {peak:.3g}x, then fell to {final / peak:.2g} of the peak", peak, final, osc
+            )
+        return PhaseResult("divergent", f"grew {peak:.3g}x and did not come back", peak, final, osc)
+    if final >= 1.0 - DECOUPLED_MAX_CHANGE:
+        return PhaseResult("decoupled", f"final norm {final:.3g}x the initial one", peak, final, osc)
+    return PhaseResult("decay", f"final norm {final:.3g}x the initial one", peak, final, osc)

@@ -1,0 +1,125 @@
+"""Phase classifier and decay fits on synthetic trajectories with known answers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from ninr.errors import ConfigError
+from ninr.probes.decay import NO_DECAY_TAU_FACTOR, fit_decay
+from ninr.probes.phases import (
+    CATAPULT_MIN_GROWTH,
+    DECOUPLED_MAX_CHANGE,
+    PHASES,
+    classify_phase,
+    oscillates,
+)
+
+T = np.arange(400, dtype=np.float64)
+RNG = np.random.default_rng(0)
+
+
+def wander(scale: float = 0.03) -> np.ndarray:
+    """A decoupled NIW norm: a small random walk around its start."""
+    return 1.0 + np.cumsum(RNG.normal(0, scale / math.sqrt(len(T)), len(T)))
+
+
+SYNTHETIC = {
+    "decoupled": wander(),
+    "decay": 0.1 + 0.9 * np.exp(-T / 60),
+    "catapult": 1.0 + 4.0 * np.exp(-((T - 50) ** 2) / 400),  # grows 5x, then comes back
+    "divergent": np.exp(T / 100),
+}
+
+
+@pytest.mark.parametrize("phase", PHASES)
+def test_classifier_labels_each_phase(phase: str) -> None:
+    assert classify_phase(SYNTHETIC[phase]).phase == phase
+
+
+def test_divergence_from_nan_status_and_loss() -> None:
+    assert classify_phase([1.0, 2.0, math.nan]).phase == "divergent"
+    assert classify_phase([1.0, 0.9], status="diverged").phase == "divergent"
+    assert classify_phase([1.0, 0.5, 0.4], losses=[2.3, 1.0, math.inf]).phase == "divergent"
+    assert classify_phase([1.0, 0.5, 0.4], losses=[2.3, 30.0, 40.0]).phase == "divergent"
+    assert classify_phase([1.0, 0.5, 0.4], losses=[2.3, 1.0, 0.5]).phase == "decay"
+
+
+def test_growth_still_rising_at_the_end_is_divergent_not_catapult() -> None:
+    rising = np.exp(T / 150)  # peak in the final window: no return seen
+    assert classify_phase(rising).phase == "divergent"
+
+
+def test_thresholds_are_where_documented() -> None:
+    just_decoupled = np.linspace(1.0, 1.0 - 0.9 * DECOUPLED_MAX_CHANGE, 100)
+    just_decay = np.linspace(1.0, 1.0 - 1.2 * DECOUPLED_MAX_CHANGE, 100)
+    assert classify_phase(just_decoupled).phase == "decoupled"
+    assert classify_phase(just_decay).phase == "decay"
+    bump = np.concatenate([np.linspace(1, 0.95 * CATAPULT_MIN_GROWTH, 50), np.linspace(1.4, 0.2, 50)])
+    assert classify_phase(bump).phase == "decay"  # below the growth threshold: not a catapult
+
+
+def test_oscillation_flag() -> None:
+    alternating = 0.7 ** T[:40] * (-1.0) ** T[:40]
+    assert oscillates(alternating)
+    assert not oscillates(0.7 ** T[:40])
+    result = classify_phase(np.abs(alternating), signed=alternating)
+    assert result.phase == "decay" and result.oscillating is True
+
+
+def test_classifier_rejects_bad_input() -> None:
+    with pytest.raises(ConfigError, match="at least 2 samples"):
+        classify_phase([1.0])
+    with pytest.raises(ConfigError, match="must be > 0"):
+        classify_phase([0.0, 1.0])
+
+
+# ----------------------------------------------------------------------------- decay fits
+
+
+@pytest.mark.parametrize("tau", [0.5, 3.0, 40.0, 900.0])
+def test_fit_recovers_exact_decay_time(tau: float) -> None:
+    fit = fit_decay(T, 2.0 * np.exp(-T / tau) + 0.3)
+    assert fit.ok and fit.tau == pytest.approx(tau, rel=1e-4)
+    assert fit.floor == pytest.approx(0.3, abs=1e-4) and fit.amplitude == pytest.approx(2.0, rel=1e-4)
+
+
+def test_fit_with_fixed_floor() -> None:
+    fit = fit_decay(T[:50], 0.8 ** T[:50], floor=0.0)
+    assert fit.ok and fit.tau == pytest.approx(-1 / math.log(0.8), rel=1e-6)
+
+
+def test_fit_uncertainty_is_calibrated() -> None:
+    """Over noisy replicas the error bar covers the truth about as often as a standard error should."""
+    tau, covered, errs = 50.0, 0, []
+    rng = np.random.default_rng(1)
+    for _ in range(40):
+        fit = fit_decay(T[::4], np.exp(-T[::4] / tau) + 0.2 + rng.normal(0, 0.02, len(T[::4])))
+        assert fit.ok
+        covered += abs(fit.tau - tau) <= 2 * fit.tau_err
+        errs.append(fit.tau_err / tau)
+    assert covered >= 34  # ~95% expected for +-2 standard errors
+    assert 0.005 < float(np.median(errs)) < 0.2
+
+
+@pytest.mark.parametrize(
+    ("values", "reason"),
+    [
+        (np.ones(100), "rises"),
+        (1.0 - np.exp(-T[:100] / 10), "rises"),
+        (np.exp(-T[:100] / (5 * NO_DECAY_TAU_FACTOR * 100)), "span"),
+        (np.array([1.0, 0.5, 0.2]), "fewer than"),
+    ],
+)
+def test_no_decay_is_reported(values: np.ndarray, reason: str) -> None:
+    fit = fit_decay(np.arange(len(values)), values)
+    assert not fit.ok and reason in fit.reason
+
+
+def test_fit_rejects_bad_times() -> None:
+    with pytest.raises(ConfigError, match="strictly increasing"):
+        fit_decay([0, 0, 0, 0, 0], [1, 0.5, 0.3, 0.2, 0.1])
+    with pytest.raises(ConfigError, match="one length"):
+        fit_decay([0, 1], [1.0])
