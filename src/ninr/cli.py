@@ -87,6 +87,12 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-steps", type=pos_int, default=None, help="stop after this many SGD steps")
     p.add_argument("--seed", type=nonneg_int, default=0, help="the run's seed; default: 0")
     p.add_argument("--device", default="cpu", help="torch device; default: cpu")
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="fp32 (default, the reference) or bf16 autocast (needs a CPU/GPU with native bf16)",
+    )
     p.add_argument("--out", default=None, help="run directory to write (config.json, metrics.jsonl, checkpoint.pt)")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
@@ -155,13 +161,16 @@ def config_from_args(args: argparse.Namespace) -> Any:
         max_steps=args.max_steps,
         seed=args.seed,
         device=args.device,
+        precision=getattr(args, "precision", "fp32"),
     )
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from ninr.perf import check_precision
     from ninr.train import EpochPrinter, train
 
     config = config_from_args(args)
+    check_precision(config.precision, config.device)  # before anything is written
     callbacks = [] if args.quiet else [EpochPrinter()]
     result = train(config, out_dir=args.out, overwrite=args.overwrite, callbacks=callbacks)
     final = result.final

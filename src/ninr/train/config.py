@@ -16,12 +16,14 @@ from typing import Any
 
 from ninr.errors import (
     ConfigError,
+    check_choice,
     check_nonneg_int,
     check_positive,
     check_positive_int,
     check_probability,
     fail,
 )
+from ninr.perf import PRECISIONS
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,9 @@ class TrainConfig:
         seed: the one seed every random stream of the run derives from.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
         eval_batch_size: batch size of evaluation passes (no effect on results).
+        precision: ``"fp32"`` (default, the reference for every published number) or ``"bf16"``
+            (autocast around forward and loss, fp32 weights; needs native bf16, see ``ninr.perf``).
+            Left out of :meth:`to_dict` when ``"fp32"``, so run ids from before it existed still hold.
     """
 
     dataset: str = "fashion-mnist"
@@ -65,6 +70,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     eval_batch_size: int = 2000
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         check_positive("lr", self.lr)
@@ -75,6 +81,7 @@ class TrainConfig:
             check_positive_int("max_steps", self.max_steps)
         check_nonneg_int("seed", self.seed)
         check_positive_int("eval_batch_size", self.eval_batch_size)
+        check_choice("precision", self.precision, PRECISIONS)
         if not isinstance(self.device, str) or not self.device:
             raise fail("device", "a torch device string such as 'cpu' or 'cuda'", self.device)
         names = [m.name for m in self.methods]
@@ -91,6 +98,8 @@ class TrainConfig:
         d["methods"] = [{"name": m.name, "params": dict(m.params)} for m in self.methods]
         d["dataset_kwargs"] = dict(self.dataset_kwargs)
         d["model_kwargs"] = dict(self.model_kwargs)
+        if d["precision"] == "fp32":
+            del d["precision"]
         return d
 
     @classmethod

@@ -19,6 +19,7 @@ from torch import nn
 from ninr.data.base import Dataset
 from ninr.methods.base import Method, StepContext
 from ninr.nn.attach import niws
+from ninr.perf import autocast, check_precision
 from ninr.rng import make_generator
 from ninr.train.callbacks import Callback, FitState
 from ninr.train.config import TrainConfig
@@ -50,6 +51,7 @@ def fit(
     n = len(data.x_train)
     steps_per_epoch = math.ceil(n / config.batch_size)
     state = FitState(model, optimizer, config.epochs, steps_per_epoch)
+    check_precision(config.precision, data.x_train.device)
     order_gen = make_generator(config.seed, "data-order", device=data.x_train.device)
     method_gens = [make_generator(config.seed, "method", m.name, device=data.x_train.device) for m in methods]
     for cb in callbacks:
@@ -95,8 +97,9 @@ def _run_epoch(
         x, y = x_all[idx], y_all[idx]
         for method, gen in zip(methods, method_gens, strict=True):
             x, y = method.transform_batch(x, y, StepContext(state.step, state.epoch, gen))
-        logits = model(x)
-        loss = F.cross_entropy(logits, y)
+        with autocast(config.precision, x.device):  # a no-op in fp32, the default
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
         if not torch.isfinite(loss):
             state.status = "diverged"
             state.loss = loss.detach()

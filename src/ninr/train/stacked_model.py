@@ -1,0 +1,269 @@
+"""K models of one architecture as one stacked computation, with each run's parameters and noise kept apart.
+
+:class:`StackedNet` reads K built models (``nn.Sequential`` of Standardize, Flatten, Linear/NINLinear,
+Conv2d/NINConv2d, activations, pooling), stacks their parameters into ``(K, ...)`` leaf tensors and
+rebinds each model's parameters as views of its slice: an SGD update of the stack is an update of every
+model, so evaluation, NIW norms and checkpoints read the models themselves. Each noise node still draws
+from its own generator, once per forward pass, with the shape it draws when its model runs alone.
+
+Anything outside that vocabulary (hooks, other noise modules, grouped or non-zero-padded convolutions,
+models that differ in shape) raises :class:`NotStackableError` naming the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ninr.errors import NinrError
+from ninr.models.layers import Standardize
+from ninr.nn.modes import NoiseModule
+from ninr.nn.nin import NINConv2d, NINLinear, NoiseInjectionNode
+from ninr.perf import channels_last
+from ninr.train import stacked_ops as ops
+
+POINTWISE: tuple[type[nn.Module], ...] = (
+    nn.ReLU,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.Identity,
+)
+"""Element-wise modules: they apply unchanged to either stacked layout."""
+
+POOLS: tuple[type[nn.Module], ...] = (nn.MaxPool2d, nn.AvgPool2d)
+"""Channel-wise modules: they apply unchanged to the conv layout (B, K*C, H, W)."""
+
+
+class NotStackableError(NinrError):
+    """These models cannot be trained as one stacked computation (the message says why)."""
+
+
+@dataclass
+class _Nin:
+    nodes: list[NoiseInjectionNode | None]
+    mode: str  # "dense", "channel" or "additive"
+    per: str
+    niw: torch.Tensor
+
+
+@dataclass
+class _Layer:
+    kind: str  # "standardize", "flatten", "linear", "conv", "pointwise", "pool"
+    module: nn.Module
+    weight: torch.Tensor | None = None
+    bias: torch.Tensor | None = None
+    nin: _Nin | None = None
+    mean: torch.Tensor | None = None
+    std: torch.Tensor | None = None
+
+
+class StackedNet:
+    """K same-shaped models trained as one; ``forward`` maps ``(K, B, C, H, W)`` to logits ``(K, B, classes)``."""
+
+    def __init__(self, models: Sequence[nn.Module], *, use_channels_last: bool = False) -> None:
+        if len(models) < 1:
+            raise NotStackableError("no models to stack")
+        self.models = list(models)
+        self.k = len(models)
+        self.use_channels_last = use_channels_last
+        per_model = [_children(m, i) for i, m in enumerate(models)]
+        self.layers = [self._stack_layer([row[j] for row in per_model], j) for j in range(len(per_model[0]))]
+        if any(len(row) != len(per_model[0]) for row in per_model):
+            raise NotStackableError("the models have different numbers of layers")
+
+    def parameters(self) -> list[torch.Tensor]:
+        """The stacked leaf tensors SGD updates (weights, biases, NIWs)."""
+        out: list[torch.Tensor] = []
+        for layer in self.layers:
+            out += [t for t in (layer.weight, layer.bias) if t is not None]
+            if layer.nin is not None:
+                out.append(layer.nin.niw)
+        return out
+
+    def layer_weights(self) -> list[torch.Tensor]:
+        """Each Linear/Conv layer's stacked weight viewed as (K, -1): what the ``l2`` penalty covers."""
+        return [layer.weight.view(self.k, -1) for layer in self.layers if layer.weight is not None]
+
+    def train(self, mode: bool = True) -> None:
+        """Put every run's model (hence its noise nodes) in training or evaluation mode."""
+        for m in self.models:
+            m.train(mode)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        layout = "input"  # (K, B, C, H, W); then "dense" (K, B, F) or "conv" (B, K*C, H, W)
+        for layer in self.layers:
+            if layer.kind == "standardize":
+                assert layer.mean is not None and layer.std is not None
+                x = (x - layer.mean) / layer.std
+            elif layer.kind == "flatten":
+                x = ops.conv_to_dense(x, self.k) if layout == "conv" else x.flatten(2)
+                layout = "dense"
+            elif layer.kind == "linear":
+                x = self._linear(layer, x)
+            elif layer.kind == "pointwise":
+                x = layer.module(x)
+            else:  # conv or pool: conv layout
+                if layout == "input":
+                    x = channels_last(ops.to_conv_layout(x), self.use_channels_last)
+                    layout = "conv"
+                x = self._conv(layer, x) if layer.kind == "conv" else layer.module(x)
+        return x
+
+    __call__ = forward
+
+    def release(self) -> None:
+        """Give every model parameters of its own (copies of its slice), so the stack can be freed."""
+        for m in self.models:
+            for p in m.parameters():
+                p.data = p.data.clone()
+
+    # -- layers -------------------------------------------------------------------------------------------
+
+    def _linear(self, layer: _Layer, x: torch.Tensor) -> torch.Tensor:
+        assert layer.weight is not None
+        eps = self._draw(layer.nin, (x.shape[1],), x) if layer.nin is not None else None
+        niw = layer.nin.niw if layer.nin is not None else None
+        return ops.stacked_linear(x, layer.weight, layer.bias, niw, eps)
+
+    def _conv(self, layer: _Layer, x: torch.Tensor) -> torch.Tensor:
+        conv = layer.module
+        assert isinstance(conv, nn.Conv2d) and layer.weight is not None
+        geometry = (conv.stride, conv.padding, conv.dilation)
+        nin = layer.nin
+        if nin is None:
+            return ops.stacked_conv2d(x, layer.weight, layer.bias, self.k, *geometry)
+        b, _, h, w = x.shape
+        eps = self._draw(nin, (b,) if nin.per == "example" else (b, 1, h, w), x)
+        if eps is None:
+            return ops.stacked_conv2d(x, layer.weight, layer.bias, self.k, *geometry)
+        if nin.mode == "additive":
+            x = ops.stacked_nin_additive(x, nin.niw, eps, self.k)
+            return ops.stacked_conv2d(x, layer.weight, layer.bias, self.k, *geometry)
+        out = ops.stacked_conv2d(x, layer.weight, layer.bias, self.k, *geometry)
+        return ops.stacked_nin_channel(out, nin.niw, eps, self.k, (h, w), *geometry)
+
+    @staticmethod
+    def _draw(nin: _Nin, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor | None:
+        """Each run's draw from its own node, stacked: (K, B) dense, (B, K) or (B, K, H, W) conv."""
+        draws = [node.draw(shape, like) if node is not None else None for node in nin.nodes]
+        if all(d is None for d in draws):
+            return None
+        zeros = torch.zeros(shape, dtype=like.dtype, device=like.device)
+        filled = [zeros if d is None else d for d in draws]
+        if nin.mode == "dense":
+            return torch.stack(filled)
+        return torch.stack(filled, dim=1) if nin.per == "example" else torch.cat(filled, dim=1)
+
+    # -- building -----------------------------------------------------------------------------------------
+
+    def _stack_layer(self, mods: list[nn.Module], j: int) -> _Layer:
+        first = mods[0]
+        kind = _kind(first)
+        for m in mods[1:]:
+            if _kind(m) != kind or _plain(type(m)) is not _plain(type(first)) or _geometry(m) != _geometry(first):
+                raise NotStackableError(f"layer {j} differs between runs ({first!r} vs {m!r})")
+        layer = _Layer(kind, first)
+        if kind == "standardize":
+            layer.mean = torch.stack([m.mean for m in mods])  # type: ignore[misc]
+            layer.std = torch.stack([m.std for m in mods])  # type: ignore[misc]
+        elif kind in ("linear", "conv"):
+            layer.weight = self._bind([m.weight for m in mods], kind)  # type: ignore[misc]
+            if first.bias is not None:
+                layer.bias = self._bind([m.bias for m in mods], kind)  # type: ignore[misc]
+            layer.nin = self._stack_nin(mods, j)
+        return layer
+
+    def _bind(
+        self, params: Sequence[torch.Tensor | None], kind: str, shape: tuple[int, ...] | None = None
+    ) -> torch.Tensor:
+        """Stack ``params`` into one leaf tensor and make each a view of its slice."""
+        like = next(p for p in params if p is not None)
+        shape = tuple(like.shape) if shape is None else shape
+        rows = [torch.zeros(shape, dtype=like.dtype, device=like.device) if p is None else p.detach() for p in params]
+        stacked = torch.stack(rows)
+        if kind == "conv" and stacked.dim() > 2:  # (K*out, ...) for grouped convolution
+            stacked = stacked.flatten(0, 1)
+        elif kind == "conv":
+            stacked = stacked.flatten()
+        stacked = stacked.contiguous().requires_grad_(True)
+        slices = stacked.detach().view(self.k, *shape)
+        for k, p in enumerate(params):
+            if p is not None:
+                p.data = slices[k]
+        return stacked
+
+    def _stack_nin(self, mods: list[nn.Module], j: int) -> _Nin | None:
+        nodes: list[NoiseInjectionNode | None] = [getattr(m, "nin", None) for m in mods]
+        present = [(m, n) for m, n in zip(mods, nodes, strict=True) if n is not None]
+        if not present:
+            return None
+        modes = {getattr(m, "nin_mode", "dense") for m, _ in present}
+        pers = {n.per if isinstance(m, NINConv2d) else "example" for m, n in present}
+        shapes = {tuple(n.weight.shape) for _, n in present}
+        if len(modes) > 1 or len(pers) > 1 or len(shapes) > 1:
+            raise NotStackableError(f"layer {j}: the runs' noise nodes differ in mode, per or NIW shape")
+        mode = modes.pop()
+        niw_params: list[torch.Tensor | None] = [n.weight if n is not None else None for n in nodes]
+        kind = "conv" if mode == "channel" else "stack"
+        niw = self._bind(niw_params, kind, shapes.pop())
+        return _Nin(nodes, mode, pers.pop(), niw)
+
+
+def _plain(cls: type[nn.Module]) -> type[nn.Module]:
+    return {NINLinear: nn.Linear, NINConv2d: nn.Conv2d}.get(cls, cls)
+
+
+def _kind(m: nn.Module) -> str:
+    cls = _plain(type(m))
+    if cls is Standardize:
+        return "standardize"
+    if cls is nn.Flatten:
+        return "flatten"
+    if cls is nn.Linear:
+        return "linear"
+    if cls is nn.Conv2d:
+        return "conv"
+    if cls in POINTWISE:
+        return "pointwise"
+    if cls in POOLS:
+        return "pool"
+    raise NotStackableError(f"module {type(m).__name__} has no stacked form")
+
+
+def _geometry(m: nn.Module) -> tuple[object, ...]:
+    """What must agree between runs for one stacked op to serve them all."""
+    if isinstance(m, nn.Linear):
+        return (tuple(m.weight.shape), m.bias is None)
+    if isinstance(m, nn.Conv2d):
+        return (tuple(m.weight.shape), m.bias is None, m.stride, m.padding, m.dilation)
+    if isinstance(m, Standardize):
+        return (tuple(m.mean.shape),)
+    return (m.extra_repr(),)
+
+
+def _children(model: nn.Module, index: int) -> list[nn.Module]:
+    """The layers of a stackable model, after checking it is one."""
+    if type(model) is not nn.Sequential:
+        raise NotStackableError(f"run {index}: the model is a {type(model).__name__}, not an nn.Sequential")
+    for name, m in model.named_modules():
+        if m._forward_hooks or m._forward_pre_hooks:
+            raise NotStackableError(f"run {index}: module {name!r} has forward hooks (e.g. dropout, activation noise)")
+        if isinstance(m, NoiseModule) and not isinstance(m, NoiseInjectionNode):
+            raise NotStackableError(f"run {index}: module {name!r} is a {type(m).__name__} noise module")
+    layers = list(model.children())
+    for m in layers:
+        kind = _kind(m)
+        if isinstance(m, nn.Flatten) and (m.start_dim, m.end_dim) != (1, -1):
+            raise NotStackableError(f"run {index}: Flatten must flatten from dim 1")
+        if isinstance(m, nn.Conv2d) and (m.groups != 1 or m.padding_mode != "zeros"):
+            raise NotStackableError(f"run {index}: only zero-padded, ungrouped convolutions stack")
+        if kind in ("pointwise", "pool") and any(True for _ in m.children()):
+            raise NotStackableError(f"run {index}: {type(m).__name__} carries submodules")
+    return layers

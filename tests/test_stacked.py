@@ -1,0 +1,240 @@
+"""Stacked multi-run training: per run, the same records as training each config alone.
+
+The oracle is :func:`ninr.train.train` itself. The data are continuous random images: with the
+synthetic set's exact-zero pixels, max-pooling meets exact ties whose winner can differ between the
+grouped and the plain convolution (their sums round differently in the last bit), which changes a
+gradient discretely; that is float arithmetic, not the stacking, and ties are absent here.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from ninr.data.base import Dataset
+from ninr.errors import ConfigError
+from ninr.functional.nin import nin_additive, nin_conv2d_channel, nin_linear
+from ninr.perf import num_threads
+from ninr.train import MethodSpec, TrainConfig, load_run, train
+from ninr.train import stacked as stacked_mod
+from ninr.train.stacked import group_stackable, stack_key, train_many, train_stacked
+from ninr.train.stacked_model import NotStackableError, StackedNet
+from ninr.train.stacked_ops import stacked_conv2d, stacked_linear, stacked_nin_additive, stacked_nin_channel
+
+RTOL, ATOL = 1e-4, 1e-6
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> object:
+    """Tiny steps on a shared machine: multi-threaded OpenMP only adds barrier waits (25x slower under load)."""
+    with num_threads(1):
+        yield
+
+
+def random_data(n_train: int = 96, n_test: int = 48, size: int = 16, seed: int = 0) -> Dataset:
+    g = torch.Generator().manual_seed(seed)
+    return Dataset(
+        "random",
+        torch.rand(n_train, 1, size, size, generator=g),
+        torch.randint(0, 10, (n_train,), generator=g),
+        torch.rand(n_test, 1, size, size, generator=g),
+        torch.randint(0, 10, (n_test,), generator=g),
+        tuple(str(i) for i in range(10)),
+    )
+
+
+DATA = random_data()
+MIXED = [
+    (),
+    (MethodSpec("in-ninr", {"sigma": 0.5}),),
+    (MethodSpec("full-ninr", {"sigma": 1.0, "distribution": "uniform"}),),
+]
+
+
+def cfg(model: str = "mlp", methods: tuple[MethodSpec, ...] = (), **changes: object) -> TrainConfig:
+    kwargs = {"width": 32} if model == "mlp" else {"channels": (4, 8), "hidden": 16}
+    base = TrainConfig(dataset="random", model=model, model_kwargs=kwargs, methods=methods, epochs=2, batch_size=16)
+    return base.replace(**{"max_steps": 9, **changes})
+
+
+def assert_same_records(alone: list[dict], stacked: list[dict]) -> None:
+    assert len(stacked) == len(alone)
+    for a, s in zip(alone, stacked, strict=True):
+        assert s.keys() == a.keys()
+        for key in a:
+            if key == "epoch_time_s":
+                continue
+            if isinstance(a[key], float):
+                assert s[key] == pytest.approx(a[key], rel=RTOL, abs=ATOL, nan_ok=True), key
+            else:
+                assert s[key] == a[key], key
+
+
+def assert_same_as_alone(configs: list[TrainConfig], results: list, data: Dataset = DATA) -> None:
+    for config, result in zip(configs, results, strict=True):
+        alone = train(config, data=data)
+        assert result.run_id == alone.run_id
+        assert result.status == alone.status
+        assert_same_records(alone.records, result.records)
+        for (name, p), q in zip(result.model.state_dict().items(), alone.model.state_dict().values(), strict=True):
+            scale = max(float(q.abs().max()), 1.0)  # a diverged run's weights are huge: compare to their scale
+            assert float((p - q).abs().max()) <= RTOL * scale, name
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_stack_equals_runs_one_by_one_with_and_without_nins(model: str) -> None:
+    configs = [cfg(model, m, seed=i, lr=0.05 + 0.02 * i) for i, m in enumerate(MIXED)]
+    results = train_stacked(configs, data=DATA)
+    assert [r.setup["stacked"] for r in results] == [{"runs": 3, "index": i} for i in range(3)]
+    assert "niw_norm/out" in results[2].final and "niw_norm/out" not in results[1].final
+    assert_same_as_alone(configs, results)
+
+
+@pytest.mark.parametrize("conv_mode,per", [("channel", "pixel"), ("additive", "example")])
+def test_conv_noise_variants_stack(conv_mode: str, per: str) -> None:
+    methods = (MethodSpec("full-ninr", {"sigma": 0.7, "conv_mode": conv_mode, "per": per}),)
+    configs = [cfg("cnn", methods, seed=s, max_steps=4, epochs=1) for s in range(2)]
+    assert_same_as_alone(configs, train_stacked(configs, data=DATA))
+
+
+def test_per_run_lr_momentum_penalty_and_batch_transforms() -> None:
+    methods = [
+        (MethodSpec("l2", {"coefficient": 1e-2}), MethodSpec("in-ninr", {"sigma": 2.0})),
+        (MethodSpec("cdt", {"strength": 0.3}),),
+        (MethodSpec("input-noise", {"scale": 0.1}), MethodSpec("full-ninr", {"sigma": 0.3})),
+    ]
+    configs = [cfg("mlp", m, seed=i, lr=0.03 * (i + 1), momentum=0.5 * (i % 2)) for i, m in enumerate(methods)]
+    assert len(group_stackable(configs)) == 1
+    assert_same_as_alone(configs, train_stacked(configs, data=DATA))
+
+
+def test_a_diverging_run_stops_alone_and_the_others_go_on() -> None:
+    configs = [cfg("mlp", seed=i, lr=lr, max_steps=None, epochs=3) for i, lr in enumerate([0.05, 1e6, 0.1])]
+    results = train_stacked(configs, data=DATA)
+    assert [r.status for r in results] == ["completed", "diverged", "completed"]
+    assert len(results[1].records) == 1 and math.isnan(results[1].final["test_loss"])
+    assert_same_as_alone(configs, results)
+
+
+def test_non_stackable_mix_falls_back_and_logs(caplog: pytest.LogCaptureFixture) -> None:
+    configs = [
+        cfg("mlp", (MethodSpec("dropout", {"rate": 0.2}),), seed=0),
+        cfg("mlp", seed=1),
+        cfg("mlp", seed=2, batch_size=32),
+        cfg("mlp", seed=3),
+    ]
+    assert group_stackable(configs) == [[0], [1, 3], [2]]
+    with caplog.at_level(logging.INFO, logger="ninr.train.stacked"):
+        results = train_many(configs, data=DATA)
+    text = caplog.text
+    assert "one by one" in text and "dropout" in text and "trained 2 runs as one stack" in text
+    assert "stacked" not in results[0].setup and results[1].setup["stacked"]["runs"] == 2
+    assert_same_as_alone(configs, results)
+
+
+def test_models_that_do_not_stack_fall_back(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    def refuse(*args: object, **kwargs: object) -> StackedNet:
+        raise NotStackableError("refused for the test")
+
+    monkeypatch.setattr(stacked_mod, "StackedNet", refuse)
+    configs = [cfg("mlp", seed=s, max_steps=3, epochs=1) for s in range(2)]
+    with caplog.at_level(logging.WARNING, logger="ninr.train.stacked"):
+        results = train_many(configs, data=DATA)
+    assert "refused for the test" in caplog.text
+    assert all("stacked" not in r.setup for r in results)
+    assert_same_as_alone(configs, results)
+
+
+def test_grouping_rules() -> None:
+    a = cfg("mlp", seed=0)
+    configs = [a, a.replace(seed=1, lr=0.2), a.replace(model="cnn"), a.replace(epochs=3), a.replace(seed=2)]
+    assert group_stackable(configs) == [[0, 1, 4], [2], [3]]
+    assert group_stackable([a.replace(seed=s) for s in range(5)], max_stack=2) == [[0, 1], [2, 3], [4]]
+    pixel = a.replace(methods=(MethodSpec("in-ninr", {"per": "pixel"}),))
+    assert stack_key(pixel) != stack_key(a) == stack_key(a.replace(methods=(MethodSpec("full-ninr"),)))
+    assert stack_key(a.replace(methods=(MethodSpec("dropout"),))) is None
+    with pytest.raises(ConfigError, match="stackable together"):
+        train_stacked([a, a.replace(batch_size=8)], data=DATA)
+
+
+def test_stacked_net_refuses_what_it_cannot_stack() -> None:
+    with pytest.raises(NotStackableError, match=r"nn\.Sequential"):
+        StackedNet([nn.Linear(3, 2)])
+    hooked = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+    hooked[1].register_forward_hook(lambda m, i, o: o)
+    with pytest.raises(NotStackableError, match="hooks"):
+        StackedNet([hooked])
+    with pytest.raises(NotStackableError, match="differs"):
+        StackedNet([nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), nn.Sequential(nn.Flatten(), nn.Linear(4, 3))])
+
+
+def test_run_directories_and_released_parameters(tmp_path: object) -> None:
+    configs = [cfg("mlp", MIXED[1], seed=s, max_steps=4, epochs=1) for s in range(2)]
+    outs = [tmp_path / f"run{s}" for s in range(2)]  # type: ignore[operator]
+    results = train_many(configs, data=DATA, out_dirs=outs)
+    p0, p1 = (next(r.model.parameters()) for r in results)
+    assert p0.untyped_storage().data_ptr() != p1.untyped_storage().data_ptr()
+    assert p0.untyped_storage().nbytes() == p0.numel() * p0.element_size()
+    model, config = load_run(outs[1])
+    assert (config.seed, config.methods[0].name) == (1, "in-ninr")
+    for p, q in zip(model.state_dict().values(), results[1].model.state_dict().values(), strict=True):
+        torch.testing.assert_close(p, q)
+
+
+def test_bf16_stack_runs_and_stays_close_to_fp32(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NINR_ALLOW_EMULATED_BF16", "1")
+    configs = [cfg("mlp", MIXED[1], seed=s, max_steps=6, epochs=1) for s in range(2)]
+    fp32 = train_stacked(configs, data=DATA)
+    bf16 = train_stacked([c.replace(precision="bf16") for c in configs], data=DATA)
+    for a, b in zip(fp32, bf16, strict=True):
+        assert b.status == "completed"
+        assert b.final["train_loss"] == pytest.approx(a.final["train_loss"], rel=0.05)
+        assert next(b.model.parameters()).dtype == torch.float32
+
+
+# -- the stacked ops against the single-run functional ops, in float64 --------------------------------------
+
+
+def _rand(*shape: int) -> torch.Tensor:
+    return torch.randn(*shape, dtype=torch.float64)
+
+
+def test_stacked_linear_matches_nin_linear() -> None:
+    k, b, i, o = 3, 5, 4, 6
+    x, w, bias, niw, eps = _rand(k, b, i), _rand(k, o, i), _rand(k, o), _rand(k, o), _rand(k, b)
+    got = stacked_linear(x, w, bias, niw, eps)
+    want = torch.stack([nin_linear(x[j], w[j], bias[j], niw[j], eps[j]) for j in range(k)])
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(stacked_linear(x, w, None), torch.stack([x[j] @ w[j].T for j in range(k)]))
+
+
+@pytest.mark.parametrize("per_pixel", [False, True])
+def test_stacked_conv_channel_nin_matches_single(per_pixel: bool) -> None:
+    k, b, c, o, h = 2, 3, 2, 4, 6
+    x, w, bias, niw = _rand(b, k * c, h, h), _rand(k * o, c, 3, 3), _rand(k * o), _rand(k * o, 1, 3, 3)
+    eps = _rand(b, k, h, h) if per_pixel else _rand(b, k)
+    geometry = ((2, 2), (1, 1), (1, 1))
+    got = stacked_nin_channel(stacked_conv2d(x, w, bias, k, *geometry), niw, eps, k, (h, h), *geometry)
+    for j in range(k):
+        conv = torch.nn.functional.conv2d(
+            x[:, j * c : (j + 1) * c], w[j * o : (j + 1) * o], bias[j * o : (j + 1) * o], 2, 1
+        )
+        e = eps[:, j : j + 1] if per_pixel else eps[:, j]
+        want = nin_conv2d_channel(
+            conv, niw[j * o : (j + 1) * o], e, (h, h), lambda i, wt: torch.nn.functional.conv2d(i, wt, None, 2, 1)
+        )
+        torch.testing.assert_close(got[:, j * o : (j + 1) * o], want)
+
+
+def test_stacked_additive_nin_matches_single() -> None:
+    k, b, c, h = 3, 2, 2, 4
+    x, niw, eps = _rand(b, k * c, h, h), _rand(k, c, h, h), _rand(b, k)
+    got = stacked_nin_additive(x, niw, eps, k)
+    for j in range(k):
+        torch.testing.assert_close(
+            got[:, j * c : (j + 1) * c], nin_additive(x[:, j * c : (j + 1) * c], niw[j], eps[:, j])
+        )
