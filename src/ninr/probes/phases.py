@@ -39,7 +39,7 @@ DIVERGENCE_LOSS_FACTOR = 10.0
 
 FINAL_WINDOW = 0.1
 """The *final* value is the mean of the last 10% of samples (at least one), to average out the random
-walk of the NIWs around their floor."""
+walk of the NIWs around their floor; the *peak* is the largest such moving mean."""
 
 OSCILLATION_MIN_FLIPS = 0.5
 """A signed trajectory *oscillates* when its sign flips in at least half of the steps while it is
@@ -90,9 +90,11 @@ def classify_phase(
 
     Rules, in order: a non-finite value, ``status == "diverged"`` or a final loss above
     ``DIVERGENCE_LOSS_FACTOR`` x the initial loss is divergent; a peak of at least ``CATAPULT_MIN_GROWTH``
-    x the initial norm is a catapult if the peak lies before the final window and the norm comes back to
-    ``CATAPULT_MAX_RETURN`` x the peak, else divergent (still growing at the end of the horizon); a final
-    norm within ``DECOUPLED_MAX_CHANGE`` of the initial one is decoupled; the rest is decay.
+    x the initial norm is a catapult if the norm comes back to ``CATAPULT_MAX_RETURN`` x the peak, else
+    divergent (still up, or growing, at the end of the horizon); a final norm within
+    ``DECOUPLED_MAX_CHANGE`` of the initial one is decoupled; the rest is decay. Peak and final value are
+    both moving means over ``FINAL_WINDOW`` of the samples, so a single spike of a noisy trajectory is
+    not a peak, and an exponential still growing at the end has its peak at the end.
 
     Example:
         >>> classify_phase([1.0, 0.5, 0.25, 0.125, 0.06]).phase
@@ -107,7 +109,9 @@ def classify_phase(
     v0 = float(v[0])
     if v0 <= 0:
         raise ConfigError(f"`norms[0]` must be > 0 (a run whose NIWs start at zero has no phase), got {v0}")
-    peak, final = float(v.max()) / v0, _final(v) / v0
+    n = max(1, math.ceil(FINAL_WINDOW * len(v)))
+    smooth = np.convolve(v, np.ones(n) / n, mode="valid")  # the same window as "final": spikes do not make peaks
+    peak, final = float(smooth.max()) / v0, float(smooth[-1]) / v0
     if losses is not None:
         loss = np.asarray(losses, dtype=np.float64)
         if not np.all(np.isfinite(loss)):
@@ -115,8 +119,7 @@ def classify_phase(
         if len(loss) >= 2 and _final(loss) > DIVERGENCE_LOSS_FACTOR * float(loss[0]) > 0:
             return PhaseResult("divergent", f"loss grew over {DIVERGENCE_LOSS_FACTOR:g}x", peak, final, osc)
     if peak >= CATAPULT_MIN_GROWTH:
-        peak_in_final_window = int(np.argmax(v)) >= len(v) - max(1, math.ceil(FINAL_WINDOW * len(v)))
-        if final <= CATAPULT_MAX_RETURN * peak and not peak_in_final_window:
+        if final <= CATAPULT_MAX_RETURN * peak:
             return PhaseResult(
                 "catapult", f"grew {peak:.3g}x, then fell to {final / peak:.2g} of the peak", peak, final, osc
             )

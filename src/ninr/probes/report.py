@@ -93,7 +93,17 @@ def plot_phases(records: Sequence[dict[str, Any]], path: str | Path, *, theory: 
     regions = theory["regions"] if theory else phase_ranges(records)
     for phase, lo, hi in regions:
         ax.axvspan(lo, hi, color=PHASE_COLOURS.get(phase, "#eeeeee"), alpha=0.8, lw=0)
-        ax.text(math.sqrt(lo * hi), 0.97, phase, transform=ax.get_xaxis_transform(), ha="center", va="top", fontsize=8)
+        narrow = hi / lo < 2.5  # a narrow band gets a vertical label so neighbours do not overlap
+        ax.text(
+            math.sqrt(lo * hi),
+            0.97,
+            phase,
+            transform=ax.get_xaxis_transform(),
+            ha="center",
+            va="top",
+            fontsize=8,
+            rotation=90 if narrow else 0,
+        )
     markers = {"redrawn": "o", "fixed": "s"}
     for key in keys:
         for noise in ("redrawn", "fixed"):
