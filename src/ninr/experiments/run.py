@@ -1,0 +1,103 @@
+"""``run(spec) -> records``: one run of a study, as a pure function.
+
+No global state is read or left behind: the run's randomness derives from its seed
+(:func:`ninr.train.train` is bit-reproducible on CPU), and the records hold only values that the
+config determines. Wall-clock times (``epoch_time_s``) are dropped from records; the store keeps
+each run's total wall time beside them. So the same spec gives the same records in-process, in a
+process pool or on a Dask worker.
+
+Records are tidy rows, one per epoch, each carrying the run id, the labels (study, part, arch,
+label, expected_phase), the seed, the model and method names, and the run's final status
+(``run_status``: completed, stopped or diverged). The last row has ``final = True`` and the fields
+added by run hooks (e.g. ``phase``, the phase classifier's verdict). A diverged run with no hook
+verdict gets ``phase = "divergent"`` (the phase classifier's name for it).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ninr.registry import Registry
+from ninr.train.callbacks import Callback
+from ninr.train.run import TrainResult, train
+
+if TYPE_CHECKING:
+    from ninr.data.base import Dataset
+    from ninr.experiments.sweep import RunSpec
+
+Records = list[dict[str, Any]]
+
+DROPPED_KEYS = frozenset({"epoch_time_s"})  # wall-clock: differs between identical runs
+
+
+class RunHook(Callback):
+    """A training callback that adds fields to the run's final record.
+
+    Like every callback it must not draw from the run's random streams (use a generator of its own),
+    so adding a hook never changes the trajectory. Register a factory ``factory(spec) -> RunHook`` in
+    :data:`RUN_HOOKS`; a study turns it on with ``hooks = ["name"]``.
+    """
+
+    def summary(self, result: TrainResult) -> dict[str, Any]:
+        """Fields for the final record, e.g. ``{"phase": "decay", "decay_time": 123.0}``."""
+        return {}
+
+
+RUN_HOOKS = Registry[Callable[["RunSpec"], RunHook]]("run hook")
+
+# Modules that register run hooks when imported (workers import them too). Others plug theirs in here.
+HOOK_MODULES: tuple[str, ...] = ("ninr.experiments.hooks",)
+
+
+def get_hook(name: str) -> Callable[[RunSpec], RunHook]:
+    """The hook factory called ``name``, after importing :data:`HOOK_MODULES` (did-you-mean on a miss)."""
+    for module in HOOK_MODULES:
+        importlib.import_module(module)
+    return RUN_HOOKS.get(name)
+
+
+def run(spec: RunSpec) -> Records:
+    """The records of one run: dispatch to the run function of ``spec.part``."""
+    from ninr.experiments.parts import get_part
+
+    return get_part(spec.part).run(spec)
+
+
+def train_records(spec: RunSpec, *, data: Dataset | None = None) -> Records:
+    """Train ``spec.train`` with the spec's hooks and return its records (the table part's run function)."""
+    hooks = [get_hook(name)(spec) for name in spec.hooks]
+    result = train(spec.train, data=data, callbacks=hooks)
+    extra: dict[str, Any] = {}
+    for hook in hooks:
+        extra.update(hook.summary(result))
+    return to_records(spec, result.records, result.status, extra)
+
+
+def base_fields(spec: RunSpec) -> dict[str, Any]:
+    """The fields every record of ``spec`` carries."""
+    methods = "+".join(m.name for m in spec.train.methods) or "none"
+    return {"run_id": spec.run_id, **spec.labels(), "seed": spec.seed, "model": spec.train.model, "methods": methods}
+
+
+def to_records(
+    spec: RunSpec, epoch_records: Sequence[Mapping[str, Any]], status: str, final_extra: Mapping[str, Any] | None = None
+) -> Records:
+    """Tidy records of a run from its per-epoch records, its status and the hooks' final fields."""
+    base = {**base_fields(spec), "run_status": status}
+    rows = [
+        {**base, **{k: v for k, v in rec.items() if k not in DROPPED_KEYS}, "final": False} for rec in epoch_records
+    ]
+    if not rows:
+        rows = [{**base, "epoch": 0, "status": status, "final": False}]
+    rows[-1]["final"] = True
+    rows[-1].update(dict(final_extra or {}))
+    if status == "diverged":
+        rows[-1].setdefault("phase", "divergent")
+    return rows
+
+
+def final_records(records: Sequence[Mapping[str, Any]]) -> Records:
+    """The ``final`` row of each run."""
+    return [dict(r) for r in records if r.get("final")]

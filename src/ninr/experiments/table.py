@@ -1,0 +1,22 @@
+"""The ``table`` study part: clean test accuracy per (architecture, method row) over seeds.
+
+Each run trains one config (:func:`ninr.experiments.run.train_records`); the report compares the
+mean and std over seeds with the poster's published numbers (:mod:`ninr.report.comparison`).
+"""
+
+from __future__ import annotations
+
+from ninr.experiments.parts import StudyPart, register_part
+from ninr.experiments.run import train_records
+from ninr.experiments.sweep import expand_grid
+
+TABLE = register_part(
+    "table",
+    StudyPart(
+        title="Clean accuracy compared with the poster",
+        run=train_records,
+        report="ninr.report.comparison:table_part_report",
+        expand=expand_grid,
+        order=10,
+    ),
+)

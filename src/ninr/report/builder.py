@@ -1,0 +1,161 @@
+"""Build a report from results stores alone (no training) and write it as Markdown and HTML.
+
+``build_report(root)`` reads every store under ``root`` (each has a ``study.json``), asks each
+part's report function for its section, and adds what the stores record: the configuration file,
+seeds, versions, executors and the wall time of each part (summed over sweep sessions, so a resumed
+part counts every session). ``write_report`` writes::
+
+    <out>/report.md            Markdown (figures linked from figures/)
+    <out>/report.html          one self-contained file: figures embedded as data: URIs, opens offline
+    <out>/figures/<part>_<name>.png
+    <out>/tables/<part>_<name>.csv
+    <out>/records/<part>.csv   every record of the part
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ninr.experiments.parts import get_part, ordered
+from ninr.experiments.store import ResultStore, find_stores, records_to_csv
+from ninr.report.document import Report, Section
+from ninr.report.tables import markdown_table
+from ninr.train.run import versions as current_versions
+from ninr.train.rundir import atomic_write_bytes
+
+
+def _unique(items: list[Any]) -> list[Any]:
+    seen: list[str] = []
+    out = []
+    for item in items:
+        key = json.dumps(item, sort_keys=True, default=str)
+        if key not in seen:
+            seen.append(key)
+            out.append(item)
+    return out
+
+
+def build_section(store: ResultStore) -> Section:
+    """One part's section from its store."""
+    info = store.read_study()
+    wanted = info.get("run_ids")
+    results = store.results(wanted)
+    records = [rec for res in results for rec in res.records]
+    body = get_part(info["part"]).report_fn()(records, info)
+    expected = len(wanted) if wanted is not None else len(results)
+    if len(results) < expected:
+        body.notes.insert(
+            0, f"Only {len(results)} of {expected} runs have finished; run again with --resume to complete."
+        )
+    stale = len(store.run_ids() - set(wanted or ()))
+    if wanted is not None and stale:
+        body.notes.append(f"{stale} run(s) in the store belong to an earlier configuration and are not shown.")
+    sessions = [s for s in store.sessions() if s.get("label", info["part"]) in (info["part"], "")]
+    return Section(
+        body=body,
+        store=str(store.root),
+        n_runs=len(results),
+        n_expected=expected,
+        seeds=list(info.get("seeds", [])),
+        wall_time_s=sum(float(s.get("elapsed_s", 0.0)) for s in sessions),
+        compute_time_s=sum(r.wall_time_s for r in results),
+        sessions=len(sessions),
+        executors=_unique([s.get("executor", "?") for s in sessions]),
+        versions=_unique([r.meta.get("versions", {}) for r in results]),
+    )
+
+
+def build_report(root: str | Path) -> Report:
+    """The report of every store under ``root`` (or of ``root`` itself if it is a store)."""
+    stores = {s.read_study()["part"]: s for s in find_stores(root)}
+    sections = [build_section(stores[part]) for part in ordered(list(stores))]
+    info = next(iter(stores.values())).read_study()
+    return Report(
+        title=f"ninr reproduce: preset {info.get('preset', '?')}",
+        preset=str(info.get("preset", "?")),
+        description=str(info.get("description", "")),
+        config_source=str(info.get("source", "")),
+        config_text=str(info.get("config_text", "")),
+        generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        sections=sections,
+        versions=current_versions(),
+    )
+
+
+def _versions_text(section: Section) -> str:
+    return "; ".join(", ".join(f"{k} {v}" for k, v in sorted(vs.items())) for vs in section.versions) or "n/a"
+
+
+def run_facts(section: Section) -> list[tuple[str, str]]:
+    """The facts about how a part ran, as (name, value) pairs."""
+    return [
+        ("runs", f"{section.n_runs} of {section.n_expected}"),
+        ("seeds", ", ".join(map(str, section.seeds)) or "n/a"),
+        ("wall time", f"{section.wall_time_s:.1f} s over {section.sessions} session(s)"),
+        ("compute time (sum over runs)", f"{section.compute_time_s:.1f} s"),
+        ("executor", "; ".join(section.executors) or "n/a"),
+        ("versions", _versions_text(section)),
+        ("store", section.store),
+    ]
+
+
+def render_markdown(report: Report, figure_dir: str = "figures") -> str:
+    """The report as Markdown; figures are linked as ``figure_dir/<part>_<name>.png``."""
+    out = [
+        f"# {report.title}",
+        "",
+        report.description,
+        "",
+        f"Generated {report.generated_at} by ninr {report.versions.get('ninr', '?')}.",
+        "",
+    ]
+    for section in report.sections:
+        body = section.body
+        out += [f"## {body.title} (`{body.part}`)", "", markdown_table(("", ""), run_facts(section)), ""]
+        out += [f"> {note}\n" for note in body.notes]
+        for table in body.tables:
+            out += [f"### {table.title}", "", table.to_markdown(), "", table.note, ""]
+        for fig in body.figures:
+            out += [f"![{fig.caption}]({figure_dir}/{body.part}_{fig.name}.png)", "", f"*{fig.caption}*", ""]
+    out += [
+        "## Configuration",
+        "",
+        f"From `{report.config_source}`:",
+        "",
+        "```toml",
+        report.config_text.rstrip(),
+        "```",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
+    """Write Markdown, HTML, figures and CSVs under ``out_dir``; returns the main paths."""
+    from ninr.report.html import render_html
+
+    out = Path(out_dir)
+    for section in report.sections:
+        part = section.body.part
+        for fig in section.body.figures:
+            atomic_write_bytes(out / "figures" / f"{part}_{fig.name}.png", fig.png)
+        for table in section.body.tables:
+            atomic_write_bytes(out / "tables" / f"{part}_{table.name}.csv", table.to_csv().encode())
+    paths = {"markdown": out / "report.md", "html": out / "report.html"}
+    atomic_write_bytes(paths["markdown"], render_markdown(report).encode())
+    atomic_write_bytes(paths["html"], render_html(report).encode())
+    return paths
+
+
+def export_records(root: str | Path, out_dir: str | Path) -> list[Path]:
+    """Write ``<out_dir>/records/<part>.csv`` for every store under ``root``."""
+    written = []
+    for store in find_stores(root):
+        info = store.read_study()
+        path = Path(out_dir) / "records" / f"{info['part']}.csv"
+        atomic_write_bytes(path, records_to_csv(store.records(info.get("run_ids"))).encode())
+        written.append(path)
+    return written
