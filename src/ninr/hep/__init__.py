@@ -1,0 +1,25 @@
+"""Prompt against non-prompt photons: Pythia 8 events, a fast calorimeter, ResNet18 with and without NINR.
+
+``import ninr.hep`` registers the structured noise distributions ``correlated`` and ``pileup``
+(:mod:`ninr.hep.noise`) and the data set ``hep-photons``; the ``ninr`` command line imports it for
+``ninr hep ...``. Pythia 8, h5py and uproot are imported only when used (the ``hep`` extra).
+
+Entry points: :func:`run_hep_study` (``run(config) -> records``), :func:`load_study_config`,
+:func:`ninr.hep.generate.generate`, :func:`ninr.hep.calorimeter.simulate`.
+"""
+
+from ninr.hep import datasets as _datasets  # noqa: F401  (registers the hep-photons data set)
+from ninr.hep import noise as _noise  # noqa: F401  (registers the correlated and pileup distributions)
+from ninr.hep.config import DetectorConfig, DetectorShift, GenerationConfig, apply_shift
+from ninr.hep.study import MethodEntry, StudyConfig, load_study_config, run_hep_study
+
+__all__ = [
+    "DetectorConfig",
+    "DetectorShift",
+    "GenerationConfig",
+    "MethodEntry",
+    "StudyConfig",
+    "apply_shift",
+    "load_study_config",
+    "run_hep_study",
+]

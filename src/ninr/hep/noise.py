@@ -1,0 +1,133 @@
+"""Detector-like noise distributions for noise injection nodes: ``correlated`` and ``pileup``.
+
+Importing this module (``import ninr.hep`` does) registers them in :data:`ninr.functional.DISTRIBUTIONS`,
+so ``--param distribution=correlated`` works for the NINR methods. They keep the registry's contract:
+``scale`` is the standard deviation, the mean is zero, and ``scale == 0`` gives exact zeros without
+consuming the generator.
+
+Both are spatial on the last two axes of a map (a per-pixel conv NIN draws ``(B, 1, H, W)``, use
+``per="pixel"``); a draw with fewer than two axes (a dense NIN draws ``(B,)``) has no neighbours:
+``correlated`` then reduces to Gaussian, ``pileup`` to its one-cell, skewed distribution.
+
+* ``correlated``: white Gaussian noise blurred by a Gaussian kernel of ``length`` pixels (1.0), periodic
+  on the H x W torus, renormalised so every pixel has variance exactly ``scale**2``: spatially
+  correlated cell noise (coherent noise across neighbouring cells).
+* ``pileup``: each pixel holds a deposit with probability ``occupancy`` (0.05), of exponential energy,
+  spread by a periodic Gaussian of ``width`` pixels (0.7), then shifted and scaled to mean 0 and standard
+  deviation ``scale`` by the exact moments (mean = occupancy, var = (2 occupancy - occupancy^2) sum k^2).
+  Sparse, positive-skewed blobs like soft pileup deposits.
+
+:func:`register_correlated` and :func:`register_pileup` register variants with other parameters.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+
+import torch
+
+from ninr.errors import check_positive, check_probability, fail
+from ninr.functional.noise import DISTRIBUTIONS, Sampler
+
+
+def periodic_gaussian_kernel(h: int, w: int, length: float, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """A Gaussian of standard deviation ``length`` pixels on the h x w torus, centred at (0, 0), sum 1.
+
+    Shape:
+        returns (h, w).
+    """
+    dy = torch.arange(h, dtype=dtype)
+    dx = torch.arange(w, dtype=dtype)
+    dy, dx = torch.minimum(dy, h - dy), torch.minimum(dx, w - dx)  # wrapped distances
+    k = torch.exp(-(dy[:, None] ** 2 + dx[None, :] ** 2) / (2 * length**2))
+    return k / k.sum()
+
+
+def periodic_blur(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Circular convolution of the last two axes of ``x`` with ``kernel`` (same h, w), by FFT."""
+    h, w = x.shape[-2:]
+    spec = torch.fft.rfft2(x.to(torch.float64)) * torch.fft.rfft2(kernel.to(torch.float64))
+    return torch.fft.irfft2(spec, s=(h, w))
+
+
+def correlated_noise(
+    shape: Sequence[int],
+    *,
+    scale: float,
+    length: float = 1.0,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Gaussian noise correlated over the last two axes with correlation length ``length`` pixels."""
+    if scale == 0:
+        return torch.zeros(tuple(shape), device=device, dtype=dtype)
+    check_positive("length", length)
+    white = torch.randn(tuple(shape), generator=generator, device=device, dtype=torch.float64)
+    if len(shape) < 2:
+        return white.mul_(scale).to(dtype)
+    kernel = periodic_gaussian_kernel(shape[-2], shape[-1], length).to(white.device)
+    blurred = periodic_blur(white, kernel)
+    return (blurred * (scale / kernel.square().sum().sqrt())).to(dtype)  # var of a blur = sum k^2
+
+
+def pileup_noise(
+    shape: Sequence[int],
+    *,
+    scale: float,
+    occupancy: float = 0.05,
+    width: float = 0.7,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Sparse exponential deposits blurred over the last two axes, standardised to mean 0, std ``scale``."""
+    if scale == 0:
+        return torch.zeros(tuple(shape), device=device, dtype=dtype)
+    p = _check_occupancy(occupancy)
+    check_positive("width", width)
+    hit = torch.rand(tuple(shape), generator=generator, device=device, dtype=torch.float64) < p
+    energy = torch.empty(tuple(shape), device=device, dtype=torch.float64).exponential_(1.0, generator=generator)
+    raw = hit * energy  # mean p, variance 2p - p^2 (E[X^2] = 2 for Exp(1))
+    sum_k2 = 1.0
+    if len(shape) >= 2:
+        kernel = periodic_gaussian_kernel(shape[-2], shape[-1], width).to(raw.device)
+        raw = periodic_blur(raw, kernel)  # sum k = 1 keeps the mean
+        sum_k2 = float(kernel.square().sum())
+    std = math.sqrt((2 * p - p * p) * sum_k2)
+    return ((raw - p) * (scale / std)).to(dtype)
+
+
+def _check_occupancy(occupancy: float) -> float:
+    if check_probability("occupancy", occupancy) == 0:
+        raise fail("occupancy", "a number in (0, 1)", occupancy)
+    return float(occupancy)
+
+
+def register_correlated(name: str, length: float) -> Sampler:
+    """Register ``correlated_noise`` with correlation length ``length`` pixels as distribution ``name``."""
+    check_positive("length", length)
+    sampler = functools.partial(correlated_noise, length=length)
+    DISTRIBUTIONS.add(name, sampler, doc=f"Gaussian noise correlated over neighbouring pixels (length {length:g} px).")
+    return sampler
+
+
+def register_pileup(name: str, occupancy: float, width: float) -> Sampler:
+    """Register ``pileup_noise`` with these parameters as distribution ``name``."""
+    _check_occupancy(occupancy)
+    check_positive("width", width)
+    sampler = functools.partial(pileup_noise, occupancy=occupancy, width=width)
+    DISTRIBUTIONS.add(
+        name,
+        sampler,
+        doc=f"Pileup-like sparse positive deposits (occupancy {occupancy:g}, width {width:g} px), mean 0.",
+    )
+    return sampler
+
+
+if "correlated" not in DISTRIBUTIONS:  # a re-import (e.g. importlib.reload) must not raise
+    register_correlated("correlated", 1.0)
+if "pileup" not in DISTRIBUTIONS:
+    register_pileup("pileup", 0.05, 0.7)

@@ -1,0 +1,275 @@
+"""The photon study: train on "simulation", test on "simulation" and on "data", per method and seed.
+
+``run_hep_study(config) -> records`` is an ordinary function of a frozen :class:`StudyConfig` (from
+TOML by :func:`load_study_config`, :mod:`ninr.hep.studyconfig`): it generates (or reuses) the events,
+images them through the "simulation" detector and the shifted "data" detector, trains the model once per
+method and seed with :func:`ninr.train.train`, and returns one tidy record per (method, seed, test set)
+with the AUC, the background rejection 1/eps_B at each signal efficiency and the ROC curve on a grid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ninr.data.base import Dataset
+from ninr.hep import metrics
+from ninr.hep.config import apply_shift, config_hash
+from ninr.hep.datasets import images_for, load_or_generate, photon_dataset, read_root_images, split_indices
+from ninr.hep.studyconfig import (
+    DEFAULT_METHODS,
+    MethodEntry,
+    RootInputs,
+    StudyConfig,
+    load_study_config,
+    study_config_from_dict,
+)
+from ninr.train import MethodSpec, TrainConfig, resolve, train
+from ninr.train.config import run_id
+
+__all__ = [
+    "DEFAULT_METHODS",
+    "MethodEntry",
+    "RootInputs",
+    "StudyConfig",
+    "StudyData",
+    "load_study_config",
+    "prepare_data",
+    "run_hep_study",
+    "study_config_from_dict",
+    "train_one",
+]
+
+ROC_GRID = tuple(np.round(np.linspace(0.05, 1.0, 20), 4).tolist())
+Progress = Callable[[str], None]
+
+
+@dataclass
+class StudyData:
+    """Training set with its "simulation" test split, and the "data" test set."""
+
+    dataset: Dataset
+    x_data: torch.Tensor
+    y_data: torch.Tensor
+    info: dict[str, Any]
+
+
+def prepare_data(
+    config: StudyConfig,
+    *,
+    out_dir: str | Path | None = None,
+    overwrite_events: bool = False,
+    progress: Progress | None = None,
+) -> StudyData:
+    """Images and labels of the three sets: train and test through "simulation", test through "data"."""
+    say = progress or (lambda _msg: None)
+    if config.root is not None:
+        return _root_data(config, say)
+    events_path = Path(config.events) if config.events else (Path(out_dir) / "events.h5" if out_dir else None)
+    if events_path is not None:
+        candidates, meta = load_or_generate(
+            events_path, config.generation, workers=config.workers, overwrite=overwrite_events
+        )
+    else:
+        from ninr.hep.generate import generate
+
+        candidates, stats = generate(config.generation, workers=config.workers)
+        meta = {**stats.__dict__, "events_per_s": stats.events_per_s, "reused": False}
+    say(_generation_line(meta, events_path))
+    train_idx, test_idx = split_indices(len(candidates), config.test_fraction, config.split_seed)
+    train, test = candidates.select(train_idx), candidates.select(test_idx)
+    data_detector = apply_shift(config.simulation, config.shift)
+    started = time.perf_counter()
+    x_train = images_for(train, config.simulation, config.calo_seed, "simulation-train")
+    x_sim = images_for(test, config.simulation, config.calo_seed, "simulation-test")
+    x_data = images_for(test, data_detector, config.calo_seed, "data-test")
+    calo_s = time.perf_counter() - started
+    y_train, y_test = (torch.from_numpy(c.label.astype(np.int64)) for c in (train, test))
+    info = {
+        "generation": meta,
+        "calorimeter_s": calo_s,
+        "n_train": len(train),
+        "n_test": len(test),
+        "signal_fraction_train": float(y_train.float().mean()) if len(train) else float("nan"),
+        "events_hash": config_hash(config.generation),
+        "simulation_hash": config_hash(config.simulation),
+        "data_hash": config_hash(data_detector),
+    }
+    say(f"images: {len(train)} train, {len(test)} test per detector, {x_train.shape[1:]} each, {calo_s:.1f}s")
+    return StudyData(photon_dataset(x_train, y_train, x_sim, y_test), x_data, y_test, info)
+
+
+def _root_data(config: StudyConfig, say: Progress) -> StudyData:
+    assert config.root is not None
+    r = config.root
+    x_sim, y_sim = read_root_images(
+        r.simulation, tree=r.tree, em_branch=r.em_branch, had_branch=r.had_branch, label_branch=r.label_branch
+    )
+    x_data, y_data = read_root_images(
+        r.data, tree=r.tree, em_branch=r.em_branch, had_branch=r.had_branch, label_branch=r.label_branch
+    )
+    train_idx, test_idx = split_indices(len(x_sim), config.test_fraction, config.split_seed)
+    ti, te = torch.from_numpy(train_idx), torch.from_numpy(test_idx)
+    say(f"ROOT images: {len(x_sim)} simulation ({len(ti)} train), {len(x_data)} data")
+    dataset = photon_dataset(x_sim[ti], y_sim[ti], x_sim[te], y_sim[te])
+    return StudyData(dataset, x_data, y_data, {"root": dataclasses.asdict(r), "n_train": len(ti)})
+
+
+def _generation_line(meta: Mapping[str, Any], path: Path | None) -> str:
+    if meta.get("reused"):
+        return f"events: reusing {path} (generated at {meta.get('events_per_s', float('nan')):.1f} events/s)"
+    return (
+        f"events: generated {sum(meta.get('events', {}).values())} in {meta.get('wall_s', 0):.1f}s "
+        f"({meta.get('events_per_s', float('nan')):.1f} events/s, {meta.get('workers')} workers)"
+        + (f", written to {path}" if path else "")
+    )
+
+
+@torch.no_grad()
+def scores(model: nn.Module, x: torch.Tensor, *, batch_size: int = 1000) -> np.ndarray:
+    """Signal score of each image: the logit difference prompt - non-prompt, in eval mode (noise off)."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = [model(x[i : i + batch_size].to(device)).double() for i in range(0, len(x), batch_size)]
+    logits = torch.cat(out) if out else torch.zeros((0, 2), dtype=torch.float64)
+    return (logits[:, 1] - logits[:, 0]).cpu().numpy()
+
+
+def evaluate_scores(s: np.ndarray, y: np.ndarray, efficiencies: tuple[float, ...]) -> dict[str, Any]:
+    """AUC, eps_B and rejection at each signal efficiency, and the ROC on :data:`ROC_GRID`."""
+    if not np.all(np.isfinite(s)):
+        nan = float("nan")
+        return {"auc": nan, **{f"rejection@{round(e * 100)}": nan for e in efficiencies}, "roc_bkg_eff": []}
+    out: dict[str, Any] = {"auc": metrics.auc(s, y)}
+    for e in efficiencies:
+        eb = metrics.background_efficiency(s, y, e)
+        out[f"bkg_eff@{round(e * 100)}"] = eb
+        out[f"rejection@{round(e * 100)}"] = float("inf") if eb == 0 else 1.0 / eb
+    out["roc_signal_eff"] = list(ROC_GRID)
+    out["roc_bkg_eff"] = metrics.roc_on_grid(s, y, ROC_GRID)
+    return out
+
+
+def run_hep_study(
+    config: StudyConfig,
+    *,
+    out_dir: str | Path | None = None,
+    overwrite_events: bool = False,
+    progress: Progress | None = None,
+) -> list[dict[str, Any]]:
+    """Train every method x seed on "simulation"; return one record per (method, seed, test set).
+
+    With ``out_dir``: the events file (unless ``config.events`` points elsewhere), each run's directory
+    under ``runs/``, ``records.jsonl`` (appended as runs finish; a rerun skips finished runs),
+    ``study_config.json``, ``table.md`` and ``roc.png`` (if matplotlib is installed).
+    """
+    from ninr.hep import noise as _noise  # noqa: F401  (registers the structured distributions)
+    from ninr.hep.report import write_report
+    from ninr.methods import get as get_method
+
+    for entry in config.methods:  # fail before generating anything
+        get_method(entry.name)
+    say = progress or (lambda _msg: None)
+    out = Path(out_dir) if out_dir is not None else None
+    data = prepare_data(config, out_dir=out, overwrite_events=overwrite_events, progress=say)
+    done = _finished(out)
+    records: list[dict[str, Any]] = []
+    for entry in config.methods:
+        for seed in config.seeds:
+            key = (entry.label, run_id(resolve(train_config(config, entry, seed, data))[0]), config.signal_efficiencies)
+            if key in done:
+                records += done[key]
+                continue
+            rows = train_one(config, entry, seed, data, out=out)
+            say(_run_line(rows))
+            records += rows
+            if out is not None:
+                with open(out / "records.jsonl", "a") as f:
+                    f.writelines(json.dumps(r) + "\n" for r in rows)
+    if out is not None:
+        (out / "study_config.json").write_text(json.dumps(config.to_dict(), indent=2))
+        write_report(records, out, config.signal_efficiencies)
+    return records
+
+
+def train_config(config: StudyConfig, entry: MethodEntry, seed: int, data: StudyData) -> TrainConfig:
+    """The :class:`~ninr.train.TrainConfig` of one run; its dataset kwargs identify the images (hashes)."""
+    methods = () if entry.name == "none" else (MethodSpec(entry.name, dict(entry.params)),)
+    ident = {k: v for k, v in data.info.items() if k.endswith("hash") or k == "root"}
+    return TrainConfig(
+        dataset=data.dataset.name,
+        dataset_kwargs=ident,
+        model=config.model,
+        model_kwargs=dict(config.model_kwargs),
+        methods=methods,
+        lr=config.lr,
+        momentum=config.momentum,
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        seed=seed,
+        device=config.device,
+    )
+
+
+def train_one(
+    config: StudyConfig, entry: MethodEntry, seed: int, data: StudyData, *, out: Path | None = None
+) -> list[dict[str, Any]]:
+    """Train one method with one seed and evaluate it on both test sets."""
+    run_dir = out / "runs" / f"{entry.label}-seed{seed}" if out is not None else None
+    result = train(train_config(config, entry, seed, data), data=data.dataset, out_dir=run_dir, overwrite=True)
+    rows = []
+    for test_set, x, y in (
+        ("simulation", data.dataset.x_test, data.dataset.y_test),
+        ("data", data.x_data, data.y_data),
+    ):
+        yn = y.numpy()
+        rows.append(
+            {
+                "study": "hep-photons",
+                "method": entry.label,
+                "method_name": entry.name,
+                "params": dict(entry.params),
+                "seed": seed,
+                "test_set": test_set,
+                "run_id": result.run_id,
+                "status": result.status,
+                "efficiencies": list(config.signal_efficiencies),
+                "epochs": len(result.records),
+                "train_time_s": result.wall_time_s,
+                "n_test": len(yn),
+                "n_signal": int(yn.sum()),
+                "final_train_loss": result.final.get("train_loss"),
+                **evaluate_scores(scores(result.model, x), yn, config.signal_efficiencies),
+            }
+        )
+    return rows
+
+
+def _finished(out: Path | None) -> dict[tuple[str, str, tuple[float, ...]], list[dict[str, Any]]]:
+    """Records of finished runs in ``out/records.jsonl`` by (label, run id, efficiencies)."""
+    done: dict[tuple[str, str, tuple[float, ...]], list[dict[str, Any]]] = {}
+    path = out / "records.jsonl" if out is not None else None
+    if path is None or not path.exists():
+        return done
+    for line in path.read_text().splitlines():
+        if line.strip():
+            r = json.loads(line)
+            done.setdefault((r["method"], r["run_id"], tuple(r["efficiencies"])), []).append(r)
+    return {k: v for k, v in done.items() if len(v) == 2}
+
+
+def _run_line(rows: list[dict[str, Any]]) -> str:
+    parts = [
+        f"{r['test_set']}: AUC {r['auc']:.3f}, 1/eps_B@70% {r.get('rejection@70', float('nan')):.1f}" for r in rows
+    ]
+    r0 = rows[0]
+    return f"{r0['method']:<22} seed {r0['seed']}: {'; '.join(parts)} ({r0['train_time_s']:.1f}s, {r0['status']})"

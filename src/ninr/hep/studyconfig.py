@@ -1,0 +1,154 @@
+"""The photon study's configuration: :class:`StudyConfig`, read from TOML by :func:`load_study_config`.
+
+TOML tables map one to one onto dataclass fields: ``[generation]`` (:class:`GenerationConfig`),
+``[simulation]`` (:class:`DetectorConfig`), ``[shift]`` (:class:`DetectorShift`), ``[[methods]]``
+(:class:`MethodEntry`), ``[root]`` (:class:`RootInputs`) and ``[study]`` (the remaining fields of
+:class:`StudyConfig`). Unknown tables and keys are errors with close matches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ninr.errors import ConfigError, check_nonneg_int, check_positive, check_positive_int, check_probability, fail
+from ninr.hep.config import DetectorConfig, DetectorShift, GenerationConfig, from_mapping, to_dict
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """One row of the comparison: a registered method (``name``) with hyperparameters, shown as ``label``."""
+
+    label: str
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RootInputs:
+    """User-supplied cell images instead of generated events (branch layout: :mod:`ninr.hep.datasets`).
+
+    Attributes:
+        simulation: ROOT file of simulated images; split into train and "simulation" test by ``test_fraction``.
+        data: ROOT file of real-data images, all used as the "data" test set (labels from a tag-and-probe
+            or control-region selection, for example).
+        tree, em_branch, had_branch, label_branch: where the arrays are.
+    """
+
+    simulation: str
+    data: str
+    tree: str = "photons"
+    em_branch: str = "em"
+    had_branch: str = "had"
+    label_branch: str = "label"
+
+
+DEFAULT_METHODS = (
+    MethodEntry("none", "none"),
+    MethodEntry("l2", "l2"),
+    MethodEntry("dropout", "dropout"),
+    MethodEntry("in-ninr", "in-ninr", {"sigma": 1.0, "per": "pixel"}),
+    MethodEntry("full-ninr", "full-ninr", {"sigma": 0.5, "per": "pixel"}),
+    MethodEntry("full-ninr-correlated", "full-ninr", {"sigma": 0.5, "per": "pixel", "distribution": "correlated"}),
+    MethodEntry("full-ninr-pileup", "full-ninr", {"sigma": 0.5, "per": "pixel", "distribution": "pileup"}),
+)
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Everything that determines a photon study. TOML tables: ``[generation]``, ``[simulation]``
+    (a :class:`DetectorConfig`), ``[shift]``, ``[[methods]]``, ``[root]`` and ``[study]`` (the rest).
+
+    Attributes:
+        generation: event generation and candidate selection.
+        simulation: the detector the models are trained on.
+        shift: how the "data" detector differs.
+        methods: the compared methods (``l2`` and ``dropout`` must be registered by ``ninr.methods``).
+        model: model name (``resnet18``).
+        model_kwargs: model builder arguments (``width``: channels of the first ResNet stage).
+        seeds: training seeds; each method trains once per seed.
+        epochs, lr, momentum, batch_size: SGD settings.
+        test_fraction: fraction of candidates held out as test sets.
+        signal_efficiencies: working points of the background rejection.
+        split_seed: seed of the train/test split.
+        calo_seed: seed of the calorimeter's random draws.
+        workers: generation processes.
+        device: torch device.
+        events: events HDF5 path ("" = ``<out_dir>/events.h5``, or in memory without an out_dir).
+        root: read images from ROOT files instead of generating.
+    """
+
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    simulation: DetectorConfig = field(default_factory=DetectorConfig)
+    shift: DetectorShift = field(default_factory=DetectorShift)
+    methods: tuple[MethodEntry, ...] = DEFAULT_METHODS
+    model: str = "resnet18"
+    model_kwargs: Mapping[str, Any] = field(default_factory=lambda: {"width": 16})
+    seeds: tuple[int, ...] = (0, 1, 2)
+    epochs: int = 10
+    lr: float = 0.02
+    momentum: float = 0.9
+    batch_size: int = 64
+    test_fraction: float = 0.3
+    signal_efficiencies: tuple[float, ...] = (0.5, 0.7, 0.9)
+    split_seed: int = 0
+    calo_seed: int = 0
+    workers: int = 2
+    device: str = "cpu"
+    events: str = ""
+    root: RootInputs | None = None
+
+    def __post_init__(self) -> None:
+        labels = [m.label for m in self.methods]
+        if not labels or len(set(labels)) != len(labels):
+            raise fail("methods", "a non-empty list with distinct labels", labels)
+        if not self.seeds:
+            raise fail("seeds", "a non-empty list of integers >= 0", self.seeds)
+        for s in self.seeds:
+            check_nonneg_int("seeds", s)
+        check_nonneg_int("epochs", self.epochs)
+        check_positive("lr", self.lr)
+        check_probability("momentum", self.momentum)
+        check_positive_int("batch_size", self.batch_size)
+        if not 0 < self.test_fraction < 1:
+            raise fail("test_fraction", "a number in (0, 1)", self.test_fraction)
+        if not self.signal_efficiencies or not all(0 < e <= 1 for e in self.signal_efficiencies):
+            raise fail("signal_efficiencies", "a non-empty list of numbers in (0, 1]", self.signal_efficiencies)
+        check_positive_int("workers", self.workers)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (as written to ``study_config.json``)."""
+        return to_dict(self)
+
+
+def study_config_from_dict(data: Mapping[str, Any]) -> StudyConfig:
+    """A :class:`StudyConfig` from TOML-shaped tables; unknown tables and keys are errors."""
+    known = {"generation", "simulation", "shift", "methods", "root", "study"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown table [{unknown[0]}] (tables: {', '.join(sorted(known))})")
+    kw: dict[str, Any] = {}
+    for key, cls in (("generation", GenerationConfig), ("simulation", DetectorConfig), ("shift", DetectorShift)):
+        if key in data:
+            kw[key] = from_mapping(cls, data[key], key)
+    if "methods" in data:
+        kw["methods"] = tuple(from_mapping(MethodEntry, m, "methods") for m in data["methods"])
+    if data.get("root"):
+        kw["root"] = from_mapping(RootInputs, data["root"], "root")
+    study = dict(data.get("study", {}))
+    return from_mapping(StudyConfig, {**study, **kw}, "study")
+
+
+def load_study_config(path: str | Path, **overrides: Any) -> StudyConfig:
+    """Read a study TOML file (``configs/hep-quick.toml``); ``overrides`` replace ``[study]`` settings."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read study config {path}: {exc}") from None
+    config = study_config_from_dict(data)
+    return dataclasses.replace(config, **overrides) if overrides else config
