@@ -28,7 +28,7 @@ import torch
 
 import ninr
 from ninr.data.base import DATASETS, Dataset
-from ninr.errors import DataError, check_probability
+from ninr.errors import DataError, check_choice, check_probability
 from ninr.hep import deps
 from ninr.hep.calorimeter import simulate
 from ninr.hep.config import DetectorConfig, DetectorShift, apply_shift, config_hash, from_mapping, to_dict
@@ -254,8 +254,7 @@ def hep_photons(
     """
     candidates, _, _ = read_events(path)
     det = from_mapping(DetectorConfig, detector or {}, "detector")
-    if test_on not in ("simulation", "data"):
-        raise DataError(f"`test_on` must be 'simulation' or 'data', got {test_on!r}")
+    check_choice("test_on", test_on, ("simulation", "data"))
     test_det = det if test_on == "simulation" else apply_shift(det, from_mapping(DetectorShift, shift or {}, "shift"))
     train_idx, test_idx = split_indices(len(candidates), test_fraction, split_seed)
     train, test = candidates.select(train_idx), candidates.select(test_idx)
