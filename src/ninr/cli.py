@@ -241,7 +241,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 # Subcommands that live beside the code they drive. Each module defines
 # ``register(subparsers) -> dict[str, handler]``: it adds its parsers and returns its handlers.
-PLUGINS: tuple[str, ...] = ("ninr.experiments.cli", "ninr.hep.cli", "ninr.probes.cli")
+PLUGINS: tuple[str, ...] = ("ninr.experiments.cli", "ninr.hep.cli", "ninr.probes.cli", "ninr.robustness.cli")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,177 @@
+"""The corruption registry and :func:`corrupt`.
+
+A corruption is two pure functions (the kornia / torchvision ``make_params`` split):
+
+* ``prepare(x, keys) -> state``: everything that does not depend on the severity: the example's random
+  numbers (drawn from its key, see :mod:`ninr.robustness._random`) and any costly severity-free work
+  (the canny edge map). Evaluating five severities prepares once.
+* ``apply(x, level, state) -> x'``: the corruption at one level (a severity table entry, or the level a
+  continuous intensity maps to), before the final clip to [0, 1].
+
+Both act on each example alone, so a batch gives what its examples give one by one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ninr.errors import ConfigError, check_nonneg, fail
+from ninr.registry import Registry
+from ninr.robustness._random import example_keys
+from ninr.robustness.severities import TABLES, SeverityTable
+
+State = dict[str, torch.Tensor]
+PrepareFn = Callable[[torch.Tensor, "torch.Tensor | None"], State]
+ApplyFn = Callable[[torch.Tensor, Any, State], torch.Tensor]
+
+FAMILIES = ("noise", "blur", "geometric", "digital", "weather", "occlusion")
+
+
+def _no_state(x: torch.Tensor, keys: torch.Tensor | None) -> State:
+    return {}
+
+
+@dataclass(frozen=True)
+class Corruption:
+    """A registered corruption: its functions, family, severity table and optional continuous intensity.
+
+    Attributes:
+        name: registry name (hyphenated, e.g. ``"motion-blur"``).
+        family: one of :data:`FAMILIES`.
+        apply: ``(x, level, state) -> x'`` before the final clip.
+        prepare: ``(x, keys) -> state`` (``keys`` is ``None`` for a deterministic corruption).
+        random: whether the corruption draws random numbers (one key per example from the generator).
+        intensity: maps a noise std (the unstructured noises) to a level; ``None`` when not offered.
+        intensity_meaning: what the intensity is, for the docs and error messages.
+    """
+
+    name: str
+    family: str
+    apply: ApplyFn
+    prepare: PrepareFn = _no_state
+    random: bool = False
+    intensity: Callable[[float], Any] | None = None
+    intensity_meaning: str = ""
+
+    @property
+    def table(self) -> SeverityTable:
+        """The severity table (with its source)."""
+        return TABLES[self.name]
+
+    def level(self, severity: int | None = None, intensity: float | None = None) -> Any:
+        """The level for ``severity`` (1..5) or for a continuous ``intensity``; exactly one is given."""
+        if (severity is None) == (intensity is None):
+            raise ConfigError(f"corruption {self.name!r}: give exactly one of `severity` and `intensity`")
+        if severity is not None:
+            return self.table.at(severity)
+        if self.intensity is None:
+            raise fail("intensity", f"given only for the unstructured noises ({', '.join(INTENSITY_NAMES)})", intensity)
+        return self.intensity(check_nonneg("intensity", intensity))
+
+    def keys(self, n: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor | None:
+        """One key per example drawn from ``generator`` (``None`` for a deterministic corruption)."""
+        return example_keys(n, generator, device) if self.random else None
+
+    def __call__(
+        self,
+        x: torch.Tensor,
+        severity: int | None = None,
+        *,
+        intensity: float | None = None,
+        generator: torch.Generator | None = None,
+        clip: bool = True,
+    ) -> torch.Tensor:
+        level = self.level(severity, intensity)
+        check_images(x)
+        with torch.no_grad():
+            state = self.prepare(x, self.keys(len(x), generator, x.device))
+            out = self.apply(x, level, state)
+            return out.clamp(0.0, 1.0) if clip else out
+
+
+CORRUPTIONS: Registry[Corruption] = Registry("corruption")
+INTENSITY_NAMES: list[str] = []
+
+
+def register(
+    name: str,
+    family: str,
+    *,
+    prepare: PrepareFn = _no_state,
+    random: bool = False,
+    intensity: Callable[[float], Any] | None = None,
+    intensity_meaning: str = "",
+) -> Callable[[ApplyFn], ApplyFn]:
+    """Decorator registering ``apply`` as corruption ``name`` (its docstring's first line is the summary)."""
+    if family not in FAMILIES:
+        raise fail("family", f"one of {list(FAMILIES)}", family)
+    if name not in TABLES:
+        raise ConfigError(f"corruption {name!r} has no severity table in ninr.robustness.severities")
+
+    def deco(apply: ApplyFn) -> ApplyFn:
+        spec = Corruption(name, family, apply, prepare, random, intensity, intensity_meaning)
+        CORRUPTIONS.add(name, spec, doc=apply.__doc__)
+        if intensity is not None:
+            INTENSITY_NAMES.append(name)
+        return apply
+
+    return deco
+
+
+def get_corruption(name: str) -> Corruption:
+    """The corruption called ``name`` (``_`` accepted for ``-``); a miss suggests close names."""
+    return CORRUPTIONS.get(name.replace("_", "-") if isinstance(name, str) else name)
+
+
+def check_images(x: Any, name: str = "x") -> torch.Tensor:
+    """A floating tensor (N, C, H, W) with values in [0, 1]."""
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim != 4:
+        what = f"{x.dtype} tensor of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+        raise fail(name, "a floating tensor (N, C, H, W)", what)
+    if x.numel():
+        lo, hi = torch.aminmax(x.detach())
+        if float(lo) < 0.0 or float(hi) > 1.0:
+            raise fail(name, "images with values in [0, 1]", f"values in [{float(lo):.4g}, {float(hi):.4g}]")
+    return x
+
+
+def corrupt(
+    x: torch.Tensor,
+    name: str,
+    severity: int | None = None,
+    *,
+    intensity: float | None = None,
+    generator: torch.Generator | None = None,
+    clip: bool = True,
+) -> torch.Tensor:
+    """Corrupt a batch of images with a registered corruption at a severity (1..5) or a noise std.
+
+    Deterministic given ``generator`` (one draw per example, in order), and a batch equals its examples
+    corrupted one at a time with the same generator. ``x`` is not modified.
+
+    Args:
+        x: images (N, C, H, W) in [0, 1], any floating dtype and device.
+        name: a name in :data:`CORRUPTIONS` (``ninr list corruptions``).
+        severity: 1..5, the level from the corruption's cited table.
+        intensity: instead of ``severity``, for the unstructured noises: the std of (corrupted - clean)
+            before clipping (see the corruption's ``intensity_meaning``).
+        generator: the random stream (``None``: torch's global generator).
+        clip: clip the result to [0, 1] (``False`` exposes the noise before clipping).
+
+    Returns:
+        A new tensor with the shape, dtype and device of ``x``.
+
+    Shape:
+        (N, C, H, W) -> (N, C, H, W).
+
+    Example:
+        >>> x = torch.full((2, 1, 28, 28), 0.5)
+        >>> y = corrupt(x, "gaussian-noise", 3, generator=torch.Generator().manual_seed(0))
+        >>> y.shape, bool((y - x).abs().max() > 0)
+        (torch.Size([2, 1, 28, 28]), True)
+    """
+    return get_corruption(name)(x, severity, intensity=intensity, generator=generator, clip=clip)

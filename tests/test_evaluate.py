@@ -1,0 +1,216 @@
+"""Tests of ninr.robustness.evaluate, suites, shift, the table, the plots and `ninr eval`."""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from ninr.cli import main
+from ninr.data import Dataset, load_dataset
+from ninr.errors import ConfigError, UnknownNameError
+from ninr.models import build_model
+from ninr.nn import attach_nins, force_noise, noise_modules
+from ninr.rng import make_generator, scoped_global_seed
+from ninr.robustness import (
+    RandomizedModelWarning,
+    Suite,
+    TrainModeWarning,
+    corrupt,
+    evaluate,
+    format_table,
+    get_suite,
+    outputs_differ,
+)
+from ninr.robustness.cli import merge_records
+from ninr.robustness.suites import AttackSpec
+from ninr.train import TrainConfig, train
+from ninr.train import evaluate as train_evaluate
+
+KEYS = {"condition", "family", "severity", "intensity", "epsilon", "metric", "value", "noise", "draws", "n"}
+
+
+@pytest.fixture(scope="module")
+def data() -> Dataset:
+    return load_dataset("synthetic", n_train=16, n_test=96)
+
+
+def _mlp() -> nn.Module:
+    with scoped_global_seed(0):
+        return build_model("mlp", (1, 28, 28), 10, width=16, depth=1).eval()
+
+
+def _nin_mlp() -> nn.Module:
+    model = _mlp()
+    attach_nins(model, "input", sigma=1.0, niw_init=1.0, seed=3)
+    return model.eval()
+
+
+SMALL = Suite(
+    corruptions=("gaussian-noise", "zigzag"), severities=(1, 5), attacks=(AttackSpec("fgsm"),), epsilons=(0.1,)
+)
+
+
+def test_records_are_tidy_and_start_with_clean(data: Dataset) -> None:
+    records = evaluate(_mlp(), data, SMALL, meta={"run_id": "abc"})
+    assert records[0]["condition"] == "clean" and records[0]["family"] == "clean"
+    for r in records:
+        assert set(r) >= KEYS and r["run_id"] == "abc" and r["metric"] == "accuracy" and r["noise"] == "off"
+        assert 0.0 <= r["value"] <= 1.0 and r["n"] == 96
+    levels = [(r["condition"], r["severity"], r["epsilon"]) for r in records[1:]]
+    assert levels == [("gaussian-noise", 1, None), ("gaussian-noise", 5, None), ("zigzag", 1, None),
+                      ("zigzag", 5, None), ("fgsm", None, 0.1)]  # fmt: skip
+
+
+def test_values_match_direct_computation(data: Dataset) -> None:
+    model = _mlp()
+    records = evaluate(model, data, SMALL, batch_size=7, seed=4)
+    assert records[0]["value"] == pytest.approx(train_evaluate(model, data.x_test, data.y_test)[1])
+    x_c = corrupt(data.x_test, "zigzag", 5, generator=make_generator(4, "corruption", "zigzag"))
+    expected = train_evaluate(model, x_c, data.y_test)[1]
+    assert next(r for r in records if r["condition"] == "zigzag" and r["severity"] == 5)["value"] == expected
+    assert records == evaluate(model, data, SMALL, batch_size=50, seed=4), "chunking must not change results"
+
+
+def test_plain_model_is_not_flagged(data: Dataset) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        records = evaluate(_nin_mlp(), data, "clean")  # NINs in eval mode: noise off, deterministic
+    assert [r["noise"] for r in records] == ["off"]
+
+
+def test_train_mode_is_flagged(data: Dataset) -> None:
+    model = _mlp().train()
+    with pytest.warns(TrainModeWarning, match="train mode"):
+        evaluate(model, data, "clean")
+    assert model.training, "evaluate must not change the model's mode"
+
+
+def test_noise_on_is_flagged_as_randomized_and_reported_both_ways(data: Dataset) -> None:
+    model = _nin_mlp()
+    nodes = noise_modules(model)
+    with force_noise(model, True):
+        assert outputs_differ(model, data.x_test[:8])
+        before = [(m.seed, m.get_rng_state()) for m in nodes]
+        with pytest.warns(RandomizedModelWarning, match="noise off and on"):
+            records = evaluate(model, data, SMALL, draws=3, eot_samples=2)
+        with pytest.warns(RandomizedModelWarning):
+            again = evaluate(model, data, SMALL, draws=3, eot_samples=2)
+    assert records == again, "noise-on evaluation must be reproducible from the seed"
+    modes = {(r["condition"], r["severity"], r["epsilon"]): [] for r in records}
+    for r in records:
+        modes[(r["condition"], r["severity"], r["epsilon"])].append((r["noise"], r["draws"]))
+    assert all(v == [("off", 1), ("on", 3)] for v in modes.values())
+    off_clean = records[0]["value"]
+    assert off_clean == pytest.approx(train_evaluate(model, data.x_test, data.y_test)[1])
+    after = [(m.seed, m.get_rng_state()) for m in nodes]
+    assert [a[0] for a in after] == [b[0] for b in before], "noise seeds must be restored"
+    assert all(torch.equal(a[1][d], b[1][d]) for a, b in zip(after, before, strict=True) for d in b[1])
+    assert all(m.force is None for m in nodes)
+
+
+def test_noise_modes(data: Dataset) -> None:
+    on = evaluate(_nin_mlp(), data, "clean", noise="on", draws=2)
+    assert [(r["noise"], r["draws"]) for r in on] == [("on", 2)]
+    both = evaluate(_nin_mlp(), data, "clean", noise="both")
+    assert [r["noise"] for r in both] == ["off", "on"]
+    with pytest.raises(ConfigError, match="without noise modules"):
+        evaluate(_mlp(), data, "clean", noise="on")
+    with pytest.raises(ConfigError, match="`noise` must be one of"):
+        evaluate(_mlp(), data, "clean", noise="sometimes")
+
+
+def test_suites_validate_early() -> None:
+    with pytest.raises(UnknownNameError, match="did you mean 'fmnist-c'"):
+        get_suite("fmnist")
+    with pytest.raises(UnknownNameError, match="did you mean 'motion-blur'"):
+        Suite(corruptions=("motion-blurr",))
+    with pytest.raises(ConfigError, match="severity"):
+        get_suite("fmnist-c", severities=[0, 3])
+    with pytest.raises(ConfigError, match="epsilon"):
+        get_suite("attacks", epsilons=[0.1, -0.01])
+    with pytest.raises(ConfigError, match="curves"):
+        Suite(curves=("fog",), intensities=(0.1,))
+    full = get_suite("all")
+    assert len(full.corruptions) == 22 and full.severities == (1, 2, 3, 4, 5) and len(full.epsilons) == 4
+    assert {0.1, 0.3, 0.5} <= set(full.intensities)
+
+
+def test_shifts(data: Dataset) -> None:
+    model = _mlp()
+    other = load_dataset("synthetic", n_train=8, n_test=40, seed=5)
+    records = evaluate(model, data, Suite(shifts=("inverted", "translated")), shift_data={"synthetic-5": other})
+    assert [(r["condition"], r["family"]) for r in records[1:]] == [
+        ("inverted", "shift"), ("translated", "shift"), ("synthetic-5", "shift")]  # fmt: skip
+    assert records[1]["value"] == pytest.approx(train_evaluate(model, 1 - data.x_test, data.y_test)[1])
+    assert records[3]["n"] == 40
+    wrong = load_dataset("synthetic", n_train=8, n_test=8, input_shape=(1, 14, 14))
+    with pytest.raises(ConfigError, match="input shape"):
+        evaluate(model, data, "clean", shift_data={"small": wrong})
+
+
+def test_table_and_merge(data: Dataset) -> None:
+    records = evaluate(_mlp(), data, SMALL.replace(curves=("gaussian-noise",), intensities=(0.1, 0.3)))
+    text = format_table(records)
+    for word in ("clean", "gaussian-noise", "zigzag", "fgsm", "severity", "noise (std)", "epsilon"):
+        assert word in text
+    changed = [{**records[0], "value": 0.5}]
+    merged = merge_records(records, changed)
+    assert len(merged) == len(records) and merged[-1]["value"] == 0.5
+
+
+def test_plots(data: Dataset, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from ninr.robustness.plots import curve_points, plot_all, plot_curves
+
+    records = []
+    for method in ("none", "in-ninr"):
+        for seed in (0, 1):
+            model = _mlp()
+            recs = evaluate(model, data, Suite(corruptions=("contrast",), severities=(1, 3)), seed=seed)
+            records += [{**r, "method": method, "seed": seed, "value": r["value"] + 0.01 * seed} for r in recs]
+    points = curve_points(records, "contrast", "severity")
+    assert set(points) == {"none", "in-ninr"}
+    level, _, std, seeds = points["none"][1]
+    assert (level, seeds) == (1.0, 2) and std == pytest.approx(0.01 / 2**0.5)
+    fig = plot_curves(records, axis="severity")
+    assert len([ax for ax in fig.axes if ax.get_visible()]) == 1
+    written = plot_all(records, tmp_path)
+    assert {p.name for p in written} == {"robustness-digital.png", "robustness-digital.pdf"}
+    assert all(p.stat().st_size > 0 for p in written)
+
+
+def test_missing_matplotlib_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ninr.robustness import plots
+
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    with pytest.raises(ImportError, match=r"ninr\[plot\]"):
+        plots.plot_curves([], axis="severity")
+
+
+def test_cli_eval_writes_records_next_to_the_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    config = TrainConfig(dataset="synthetic", dataset_kwargs={"n_train": 64, "n_test": 32}, epochs=1, max_steps=2)
+    train(config, out_dir=run)
+    args = ["eval", str(run), "--suite", "gaussian", "--stds", "0.1", "0.3", "--quiet"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "gaussian-noise" in out and "robustness.jsonl" in out
+    lines = (run / "robustness.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["condition"] for r in records] == ["clean", "gaussian-noise", "gaussian-noise"]
+    assert all(r["method"] == "none" and r["seed"] == 0 and r["run_id"] for r in records)
+    assert main([*args[:-1], "--eps", "0.05", "--suite", "attacks", "--quiet"]) == 0
+    conditions = [json.loads(line)["condition"] for line in (run / "robustness.jsonl").read_text().splitlines()]
+    assert conditions.count("clean") == 1 and "pgd-10" in conditions and "gaussian-noise" in conditions
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", str(tmp_path / "missing")])
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", str(run), "--severities", "7"])
+    assert exc.value.code == 2
