@@ -91,8 +91,9 @@ def classify_phase(
     Rules, in order: a non-finite value, ``status == "diverged"`` or a final loss above
     ``DIVERGENCE_LOSS_FACTOR`` x the initial loss is divergent; a peak of at least ``CATAPULT_MIN_GROWTH``
     x the initial norm is a catapult if the norm comes back to ``CATAPULT_MAX_RETURN`` x the peak, else
-    divergent (still up, or growing, at the end of the horizon); a final norm within
-    ``DECOUPLED_MAX_CHANGE`` of the initial one is decoupled; the rest is decay. Peak and final value are
+    divergent (still up, or growing, at the end of the horizon); so is a final norm more than
+    ``DECOUPLED_MAX_CHANGE`` above the initial one; a final norm within ``DECOUPLED_MAX_CHANGE`` of the
+    initial one is decoupled; the rest is decay. Peak and final value are
     both moving means over ``FINAL_WINDOW`` of the samples, so a single spike of a noisy trajectory is
     not a peak, and an exponential still growing at the end has its peak at the end.
 
@@ -124,6 +125,8 @@ def classify_phase(
                 "catapult", f"grew {peak:.3g}x, then fell to {final / peak:.2g} of the peak", peak, final, osc
             )
         return PhaseResult("divergent", f"grew {peak:.3g}x and did not come back", peak, final, osc)
+    if final > 1.0 + DECOUPLED_MAX_CHANGE:
+        return PhaseResult("divergent", f"grew to {final:.3g}x and was still up at the end", peak, final, osc)
     if final >= 1.0 - DECOUPLED_MAX_CHANGE:
         return PhaseResult("decoupled", f"final norm {final:.3g}x the initial one", peak, final, osc)
     return PhaseResult("decay", f"final norm {final:.3g}x the initial one", peak, final, osc)
