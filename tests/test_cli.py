@@ -53,6 +53,7 @@ def test_train_writes_a_run_directory(tmp_path: Path, capsys: pytest.CaptureFixt
                 "per": "example",
                 "conv_mode": "channel",
                 "niw_init": "layer",
+                "phase": None,
             },
         }
     ]

@@ -11,6 +11,7 @@ import torch
 
 from ninr.data import load_dataset
 from ninr.errors import ConfigError
+from ninr.nn import nin_nodes
 from ninr.train import MethodSpec, TrainConfig, evaluate, load_run, run_id, rundir, train
 
 SYNTH = {"n_train": 256, "n_test": 128}
@@ -155,3 +156,19 @@ def test_mlp_reaches_80_percent_on_fashion_mnist_in_one_epoch() -> None:
     result = train(TrainConfig(epochs=1, seed=0), data=data)
     assert result.status == "completed"
     assert result.final["test_acc"] > 0.80
+
+
+def test_ninr_method_calibrates_sigma_for_a_requested_phase(tmp_path: torch.Tensor) -> None:
+    from ninr.probes.calibrate import PHASE_TARGET_K
+
+    cfg = config(methods=(MethodSpec("in-ninr", {"phase": "decay"}),), max_steps=2)
+    result = train(cfg, data=DATA, out_dir=tmp_path / "run")
+    cal = result.setup["calibration"]
+    assert cal["phase"] == "decay" and cal["k"] == PHASE_TARGET_K["decay"]
+    assert cal["sigma"] ** 2 * cfg.lr * cal["curvature"] == pytest.approx(cal["k"], rel=1e-9)
+    node = next(iter(nin_nodes(result.model).values()))
+    assert node.sigma == pytest.approx(cal["sigma"])
+    _, loaded = load_run(tmp_path / "run")
+    assert loaded.methods[0].params["sigma"] == pytest.approx(cal["sigma"])
+    with pytest.raises(ConfigError, match="`phase` must be one of"):
+        train(config(methods=(MethodSpec("in-ninr", {"phase": "decy"}),)), data=DATA)

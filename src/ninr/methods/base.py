@@ -22,10 +22,17 @@ from ninr.registry import Registry
 
 @dataclass(frozen=True)
 class SetupContext:
-    """What a method may use while configuring a model."""
+    """What a method may use while configuring a model.
+
+    ``probe`` is a fixed, seeded batch of training examples ``(x, y)`` and ``lr`` the run's learning rate,
+    for methods that calibrate themselves on the model at initialisation (``None`` where unavailable, e.g.
+    when a model is rebuilt from a checkpoint).
+    """
 
     seed: int
     example_input: torch.Tensor
+    probe: tuple[torch.Tensor, torch.Tensor] | None = None
+    lr: float | None = None
 
 
 @dataclass(frozen=True)

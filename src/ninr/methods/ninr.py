@@ -8,12 +8,15 @@ from typing import Any, ClassVar
 
 from torch import nn
 
-from ninr.errors import check_choice, check_nonneg
+from ninr.errors import ConfigError, check_choice, check_nonneg
 from ninr.functional.noise import DISTRIBUTIONS
 from ninr.methods.base import Method, SetupContext, register
 from ninr.nn.attach import attach_nins
 from ninr.nn.nin import CONV_MODES, NOISE_PER
 from ninr.rng import derive_seed
+
+CALIBRATED_PHASES = ("decay", "catapult")
+"""Phases a NINR method can be asked for instead of a sigma (see ninr.probes.calibrate)."""
 
 
 @dataclass(frozen=True)
@@ -25,20 +28,29 @@ class _NINR(Method):
     per: str = "example"
     conv_mode: str = "channel"
     niw_init: str | float = "layer"
+    phase: str | None = None
 
     where: ClassVar[str] = "input"
 
     def __post_init__(self) -> None:
         check_nonneg("sigma", self.sigma)
+        if self.phase is not None:
+            check_choice("phase", self.phase, CALIBRATED_PHASES)
         DISTRIBUTIONS.get(self.distribution)
         check_choice("per", self.per, NOISE_PER)
         check_choice("conv_mode", self.conv_mode, CONV_MODES)
 
     def configure_model(self, model: nn.Module, ctx: SetupContext) -> dict[str, Any]:
+        facts: dict[str, Any] = {}
+        sigma = self.sigma
+        if self.phase is not None:
+            calibration = self._calibrate(model, ctx)
+            sigma = calibration.sigma
+            facts["calibration"] = calibration.as_dict()
         report = attach_nins(
             model,
             self.where,
-            sigma=self.sigma,
+            sigma=sigma,
             distribution=self.distribution,
             per=self.per,  # type: ignore[arg-type]
             conv_mode=self.conv_mode,  # type: ignore[arg-type]
@@ -46,7 +58,18 @@ class _NINR(Method):
             seed=derive_seed(ctx.seed, "nin"),
             example_input=ctx.example_input,
         )
-        return {"nin_layers": report.layers}
+        return {"nin_layers": report.layers, **facts}
+
+    def _calibrate(self, model: nn.Module, ctx: SetupContext) -> Any:
+        """The sigma that puts the NINs in ``self.phase`` (ninr.probes.sigma_for_phase), replacing ``sigma``."""
+        from ninr.probes.calibrate import sigma_for_phase
+
+        if ctx.probe is None or ctx.lr is None:
+            raise ConfigError(
+                f"`phase` must be None when no training data is at hand to calibrate sigma, got {self.phase!r}"
+            )
+        x, y = ctx.probe
+        return sigma_for_phase(model, x, y, lr=ctx.lr, phase=str(self.phase), where=self.where, seed=ctx.seed)
 
 
 @register

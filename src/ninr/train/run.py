@@ -22,10 +22,10 @@ from ninr.data.base import Dataset, load_dataset
 from ninr.methods.base import Method, SetupContext, build, check_compatible
 from ninr.models.layers import InputStats, channel_stats
 from ninr.models.registry import build_model
-from ninr.rng import derive_seed, scoped_global_seed
+from ninr.rng import derive_seed, make_generator, scoped_global_seed
 from ninr.train import rundir
 from ninr.train.callbacks import Callback, FitState
-from ninr.train.config import TrainConfig, run_id
+from ninr.train.config import MethodSpec, TrainConfig, run_id
 from ninr.train.loop import fit
 
 
@@ -63,6 +63,7 @@ def build_setup(
     num_classes: int,
     methods: Sequence[Method],
     input_stats: InputStats = ((0.0,), (1.0,)),
+    probe: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The model with every method applied, initialised from the config's seed, on its device.
 
@@ -76,7 +77,7 @@ def build_setup(
     example = torch.zeros((2, *input_shape), device=config.device)
     setup: dict[str, Any] = {}
     for method in methods:
-        setup.update(method.configure_model(model, SetupContext(config.seed, example)))
+        setup.update(method.configure_model(model, SetupContext(config.seed, example, probe, config.lr)))
     return model, setup
 
 
@@ -102,7 +103,8 @@ def train(
     if data is None:
         data = load_dataset(config.dataset, **dict(config.dataset_kwargs))
     data = data.to(config.device)
-    model, setup = build_setup(config, data.input_shape, data.num_classes, methods, channel_stats(data.x_train))
+    probe = calibration_probe(data, config.seed)
+    model, setup = build_setup(config, data.input_shape, data.num_classes, methods, channel_stats(data.x_train), probe)
     meta = _run_meta(rid, resolved, data, setup)
     if out is not None:
         rundir.atomic_write_json(out / rundir.CONFIG, meta)
@@ -114,6 +116,17 @@ def train(
     if out is not None:
         _write_outputs(out, result, meta)
     return result
+
+
+PROBE_SIZE = 1000
+"""Training examples in the fixed batch methods may calibrate on (enough for a stable curvature estimate)."""
+
+
+def calibration_probe(data: Dataset, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed batch of training examples drawn with the run's ``"calibration-probe"`` stream."""
+    gen = make_generator(seed, "calibration-probe")
+    idx = torch.randperm(len(data.x_train), generator=gen)[:PROBE_SIZE].to(data.x_train.device)
+    return data.x_train[idx], data.y_train[idx]
 
 
 def _run_meta(rid: str, resolved: dict[str, Any], data: Dataset, setup: dict[str, Any]) -> dict[str, Any]:
@@ -154,11 +167,25 @@ class _MetricsWriter(Callback):
         rundir.append_jsonl(self.path, record)
 
 
+def _with_calibrated_sigma(config: TrainConfig, setup: dict[str, Any]) -> TrainConfig:
+    """Replace a method's ``phase`` by the sigma it was calibrated to (no data is needed to rebuild)."""
+    calibration = setup.get("calibration")
+    if not calibration:
+        return config
+    specs = []
+    for spec in config.methods:
+        params = dict(spec.params)
+        if params.get("phase") is not None:
+            params.update(phase=None, sigma=float(calibration["sigma"]))
+        specs.append(MethodSpec(spec.name, params))
+    return config.replace(methods=tuple(specs))
+
+
 def load_run(run_dir: str | Path, *, device: str = "cpu") -> tuple[nn.Module, TrainConfig]:
     """Rebuild a trained model from its run directory (checkpoint loaded with ``weights_only=True``)."""
     path = Path(run_dir)
     state_dict, meta = rundir.load_checkpoint(path / rundir.CHECKPOINT, map_location=device)
-    config = TrainConfig.from_dict({**meta["config"], "device": device})
+    config = _with_calibrated_sigma(TrainConfig.from_dict({**meta["config"], "device": device}), meta.get("setup", {}))
     _, methods = resolve(config)
     model, _ = build_setup(config, meta["input_shape"], meta["num_classes"], methods)
     model.load_state_dict(state_dict)
