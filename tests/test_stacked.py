@@ -206,10 +206,10 @@ def _rand(*shape: int) -> torch.Tensor:
 def test_stacked_linear_matches_nin_linear() -> None:
     k, b, i, o = 3, 5, 4, 6
     x, w, bias, niw, eps = _rand(k, b, i), _rand(k, o, i), _rand(k, o), _rand(k, o), _rand(k, b)
-    got = stacked_linear(x, w, bias, niw, eps)
+    got = stacked_linear(x, w.transpose(1, 2).contiguous(), bias, niw, eps)
     want = torch.stack([nin_linear(x[j], w[j], bias[j], niw[j], eps[j]) for j in range(k)])
     torch.testing.assert_close(got, want)
-    torch.testing.assert_close(stacked_linear(x, w, None), torch.stack([x[j] @ w[j].T for j in range(k)]))
+    torch.testing.assert_close(stacked_linear(x, w.mT, None), torch.stack([x[j] @ w[j].T for j in range(k)]))
 
 
 @pytest.mark.parametrize("per_pixel", [False, True])

@@ -88,7 +88,10 @@ class StackedNet:
         return out
 
     def layer_weights(self) -> list[torch.Tensor]:
-        """Each Linear/Conv layer's stacked weight viewed as (K, -1): what the ``l2`` penalty covers."""
+        """Each Linear/Conv layer's stacked weight viewed as (K, -1): what the ``l2`` penalty covers.
+
+        (Dense weights are stored transposed; a sum of squares does not care.)
+        """
         return [layer.weight.view(self.k, -1) for layer in self.layers if layer.weight is not None]
 
     def train(self, mode: bool = True) -> None:
@@ -119,10 +122,10 @@ class StackedNet:
     __call__ = forward
 
     def release(self) -> None:
-        """Give every model parameters of its own (copies of its slice), so the stack can be freed."""
+        """Give every model parameters of its own (contiguous copies of its slice), so the stack can be freed."""
         for m in self.models:
             for p in m.parameters():
-                p.data = p.data.clone()
+                p.data = p.data.clone(memory_format=torch.contiguous_format)
 
     # -- layers -------------------------------------------------------------------------------------------
 
@@ -174,19 +177,27 @@ class StackedNet:
             layer.mean = torch.stack([m.mean for m in mods])  # type: ignore[misc]
             layer.std = torch.stack([m.std for m in mods])  # type: ignore[misc]
         elif kind in ("linear", "conv"):
-            layer.weight = self._bind([m.weight for m in mods], kind)  # type: ignore[misc]
+            layer.weight = self._bind([m.weight for m in mods], kind, transpose=kind == "linear")  # type: ignore[misc]
             if first.bias is not None:
                 layer.bias = self._bind([m.bias for m in mods], kind)  # type: ignore[misc]
             layer.nin = self._stack_nin(mods, j)
         return layer
 
     def _bind(
-        self, params: Sequence[torch.Tensor | None], kind: str, shape: tuple[int, ...] | None = None
+        self,
+        params: Sequence[torch.Tensor | None],
+        kind: str,
+        shape: tuple[int, ...] | None = None,
+        *,
+        transpose: bool = False,
     ) -> torch.Tensor:
-        """Stack ``params`` into one leaf tensor and make each a view of its slice."""
+        """Stack ``params`` into one leaf tensor and make each a view of its slice (``transpose``: of W^T)."""
         like = next(p for p in params if p is not None)
         shape = tuple(like.shape) if shape is None else shape
         rows = [torch.zeros(shape, dtype=like.dtype, device=like.device) if p is None else p.detach() for p in params]
+        if transpose:
+            rows = [r.t() for r in rows]
+            shape = shape[::-1]
         stacked = torch.stack(rows)
         if kind == "conv" and stacked.dim() > 2:  # (K*out, ...) for grouped convolution
             stacked = stacked.flatten(0, 1)
@@ -196,7 +207,7 @@ class StackedNet:
         slices = stacked.detach().view(self.k, *shape)
         for k, p in enumerate(params):
             if p is not None:
-                p.data = slices[k]
+                p.data = slices[k].t() if transpose else slices[k]
         return stacked
 
     def _stack_nin(self, mods: list[nn.Module], j: int) -> _Nin | None:

@@ -19,15 +19,19 @@ import torch.nn.functional as F
 
 def stacked_linear(
     x: torch.Tensor,
-    weight: torch.Tensor,
+    weight_t: torch.Tensor,
     bias: torch.Tensor | None,
     niw: torch.Tensor | None = None,
     eps: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """K dense layers with optional noise nodes: ``z_k = x_k W_k^T + b_k + eps_k niw_k^T``.
 
+    The weights come transposed, ``weight_t[k] = W_k^T``, stored contiguous: the weight gradient of a
+    batched product is then produced in the weight's own layout, where a transposed view would cost
+    a full copy of every weight gradient per step (measured: a third of the step time at K=8, batch 64).
+
     Shape:
-        x: (K, B, in); weight: (K, out, in); bias, niw: (K, out); eps: (K, B). Returns (K, B, out).
+        x: (K, B, in); weight_t: (K, in, out); bias, niw: (K, out); eps: (K, B). Returns (K, B, out).
     """
     if eps is not None and niw is not None:
         e = eps.to(x.dtype).unsqueeze(2)
@@ -35,8 +39,8 @@ def stacked_linear(
     elif bias is not None:
         base = bias.unsqueeze(1)
     else:
-        return torch.bmm(x, weight.transpose(1, 2))
-    return torch.baddbmm(base, x, weight.transpose(1, 2))
+        return torch.bmm(x, weight_t)
+    return torch.baddbmm(base, x, weight_t)
 
 
 def to_conv_layout(x: torch.Tensor) -> torch.Tensor:

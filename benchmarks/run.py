@@ -1,0 +1,85 @@
+"""``make bench``: run every benchmark suite and append the results to bench-results/bench.jsonl.
+
+Usage: python benchmarks/run.py [--quick] [--threads N] [--only epoch_time nin_overhead ...] [--force-bf16]
+
+Suites of this directory run in this process, one after the other; the other engineers' scripts
+(nin_epoch_time.py, methods_epoch.py, robustness_suite.py), when present, run as subprocesses, with
+--quick passed to those that accept it. Each prints its own table of ratios measured side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import bench_common
+import conv_layout
+import data_load
+import epoch_time
+import gflops
+import nin_op
+import nin_overhead
+import precision
+
+HERE = Path(__file__).resolve().parent
+SUITES = {
+    "epoch_time": epoch_time.main,
+    "nin_overhead": nin_overhead.main,
+    "nin_op": nin_op.main,
+    "conv_layout": conv_layout.main,
+    "gflops": gflops.main,
+    "precision": precision.main,
+    "data_load": data_load.main,
+}
+OTHERS = ("nin_epoch_time.py", "methods_epoch.py", "robustness_suite.py")
+"""Scripts owned elsewhere, run when present."""
+
+
+def run_other(script: Path, quick: bool) -> int:
+    helptext = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True).stdout
+    cmd = [sys.executable, str(script)] + (["--quick"] if quick and "--quick" in helptext else [])
+    print(f"\n== {script.name} ({' '.join(cmd[2:]) or 'default options'}) ==", flush=True)
+    return subprocess.run(cmd).returncode
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer steps (scaled to an epoch), fewer repeats")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="intra-op threads (default: the idle cores, by load average)"
+    )
+    parser.add_argument("--only", nargs="+", choices=[*SUITES, "others"], default=None)
+    parser.add_argument("--force-bf16", action="store_true", help="run bf16 rows even without native bf16")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    print(f"machine: {bench_common.machine_info()}", flush=True)
+    common = ["--quick"] if args.quick else []
+    common += ["--threads", str(args.threads)] if args.threads else []
+    for name, suite in SUITES.items():
+        if args.only and name not in args.only:
+            continue
+        argv = [a for a in common if name != "data_load" or a == "--quick"]
+        if name in ("nin_op", "conv_layout") and not args.threads:
+            argv += ["--threads", "1"]  # their clock is the thread's CPU time, exact only with one thread
+        if args.force_bf16 and name in ("epoch_time", "precision"):
+            argv.append("--force-bf16")
+        if args.quick and name in ("epoch_time", "gflops"):
+            argv += ["--repeats", "2"]
+        suite(argv)
+    failed = []
+    if not args.only or "others" in args.only:
+        for script in OTHERS:
+            path = HERE / script
+            if path.exists() and run_other(path, args.quick) != 0:
+                failed.append(script)
+    print(f"\nresults appended to {bench_common.RESULTS_FILE} ({time.perf_counter() - started:.0f}s)")
+    if failed:
+        print(f"failed: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
