@@ -24,7 +24,13 @@ $(STAMP): pyproject.toml Makefile
 data: $(STAMP)
 	bash scripts/fetch-data.sh $(PY)
 
+# The main job: the poster's results (comparison table, robustness, phases) and a report under
+# results/$(PRESET)/report/. --resume makes a second `make run` reuse finished runs.
+WORKERS ?= 2
 run: data
+	$(VENV)/bin/ninr reproduce --preset $(PRESET) --resume --workers $(WORKERS)
+
+demo: data
 	$(VENV)/bin/ninr demo --out runs/demo
 
 test: $(STAMP)
