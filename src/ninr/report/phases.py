@@ -1,0 +1,269 @@
+"""The ``phases`` part's section: phase tables and the phase figure, pure functions of the records.
+
+The linear model's theory (decay time ``1/gamma(k, B)`` and the predicted phase regions) is recomputed
+from the parameters the records carry (learning rate, steps, batch size, training-set size) with the
+closed forms of :mod:`ninr.theory`, through the same function ``ninr phases`` plots with; measured
+phase ranges come from :func:`ninr.probes.report.phase_ranges`. Nothing is trained or simulated here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ninr.experiments.run import final_records
+from ninr.probes.report import PHASE_COLOURS, phase_ranges
+from ninr.report.document import Figure, PartReport
+from ninr.report.tables import Table
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+Rec = Mapping[str, Any]
+MODEL_TITLES = {"linear": "linear regression", "mlp": "MLP (in-NINR on fc1)"}
+NOISES = ("redrawn", "fixed")
+MARKERS = {"redrawn": "o", "fixed": "s"}
+KEY_COLOURS = {"niw": "tab:blue", "train_loss": "tab:green", "test_loss": "tab:red"}
+STRIP_HEIGHT = 0.04  # the measured labels' band under the linear panel's predicted regions (axes fraction)
+TAU_KEYS = {"linear": ("niw",), "mlp": ("niw", "train_loss", "test_loss")}
+
+
+def _label(rec: Rec) -> str:
+    return str(rec.get("linear_phase", rec.get("phase", "n/a")))
+
+
+def _counts(labels: Sequence[str]) -> str:
+    counts = Counter(labels)
+    return next(iter(counts)) if len(counts) == 1 else ", ".join(f"{p} {n}" for p, n in counts.most_common())
+
+
+def _fmt_tau(runs: Sequence[Rec], key: str) -> str:
+    """One run: ``tau ± fit error``; several: mean ± sample std of the runs with a fit (count)."""
+    ok = [r for r in runs if r.get(f"tau_{key}_ok")]
+    if not ok:
+        return "-"
+    taus = [float(r[f"tau_{key}"]) for r in ok]
+    if len(ok) == 1:
+        return f"{taus[0]:.3g} ± {float(ok[0][f'tau_{key}_err']):.2g}"
+    mean = sum(taus) / len(taus)
+    std = math.sqrt(sum((t - mean) ** 2 for t in taus) / (len(taus) - 1))
+    return f"{mean:.3g} ± {std:.2g} ({len(ok)} runs)"
+
+
+def _groups(finals: Sequence[Rec], model: str) -> dict[tuple[str, float], list[Rec]]:
+    out: dict[tuple[str, float], list[Rec]] = {}
+    for r in sorted(finals, key=lambda r: (NOISES.index(r["noise"]), float(r["sigma"]), r["seed"])):
+        if r.get("model") == model:
+            out.setdefault((str(r["noise"]), float(r["sigma"])), []).append(r)
+    return out
+
+
+def runs_table(finals: Sequence[Rec], model: str) -> Table:
+    """One row per (noise, sigma) of ``model``: k, phase over seeds, decay times (steps)."""
+    linear = model == "linear"
+    headers = ["noise", "sigma", "k", "phase", "tau NIW"]
+    headers += ["tau theory", "predicted"] if linear else ["tau train loss", "tau test loss", "test acc"]
+    cells, data = [], []
+    for (noise, sigma), runs in _groups(finals, model).items():
+        k = sum(float(r["k"]) for r in runs) / len(runs)
+        row = [noise, f"{sigma:.4g}", f"{k:.3g}", _counts([_label(r) for r in runs]), _fmt_tau(runs, "niw")]
+        if linear:
+            row += [f"{float(runs[0]['tau_theory']):.3g}", _counts([str(r["predicted_phase"]) for r in runs])]
+        else:
+            accs = [float(r["test_acc"]) for r in runs if math.isfinite(float(r["test_acc"]))]
+            acc = f"{sum(accs) / len(accs):.4f}" if accs else "n/a"
+            row += [_fmt_tau(runs, "train_loss"), _fmt_tau(runs, "test_loss"), acc]
+        cells.append(tuple(row))
+        data += [dict(r) for r in runs]
+    note = "Decay times in SGD steps of exponential fits (± fit error; mean ± std over seeds for several runs); "
+    note += "k = eta sigma^2 (lambda = 1)." if linear else "k = lr sigma^2 lambda_max(H_NI) at initialisation."
+    title = f"Phases of the {MODEL_TITLES.get(model, model)} by sigma"
+    return Table(f"{model}_runs", title, tuple(headers), tuple(cells), tuple(data), note)
+
+
+def ranges_table(finals: Sequence[Rec], theories: Mapping[str, Mapping[str, Any]]) -> Table:
+    """Measured sigma ranges of each phase (majority over seeds) per model and noise; predicted for linear."""
+    cells, data = [], []
+    for model in dict.fromkeys(str(r["model"]) for r in finals):
+        mine = [dict(r) for r in finals if r["model"] == model]
+        sources = [(noise, "measured", phase_ranges(mine, noise)) for noise in NOISES]
+        if model in theories:
+            sources.append(("any", "predicted", [tuple(x) for x in theories[model]["regions"]]))
+        for noise, kind, ranges in sources:
+            for phase, lo, hi in ranges:
+                cells.append((model, noise, kind, str(phase), f"{lo:.3g}", f"{hi:.3g}"))
+                data.append(
+                    {"model": model, "noise": noise, "source": kind, "phase": phase, "sigma_lo": lo, "sigma_hi": hi}
+                )
+    headers = ("model", "noise", "source", "phase", "sigma from", "sigma to")
+    note = "Measured: the runs' labels, edges at geometric midpoints between grid points. Predicted: the closed form."
+    return Table("phase_ranges", "Sigma ranges of the phases", headers, tuple(cells), tuple(data), note)
+
+
+def linear_theory(finals: Sequence[Rec]) -> dict[str, Any] | None:
+    """The closed-form decay time and phase regions for the linear runs' parameters (``None``: no linear run)."""
+    from ninr.probes.cli import _linear_theory
+    from ninr.probes.experiment import SweepConfig
+
+    runs = [r for r in finals if r.get("model") == "linear"]
+    if not runs:
+        return None
+    r = runs[0]
+    batch = r.get("batch_size") or r["n_train"]
+    sigmas = tuple(sorted({float(x["sigma"]) for x in runs}))
+    config = SweepConfig(model="linear", sigmas=sigmas, lr=float(r["lr"]), steps=int(r["steps"]), batch_size=batch)
+    return _linear_theory(config)
+
+
+def _shade(ax: Axes, regions: Sequence[Sequence[Any]], *, strip: bool = False) -> None:
+    for phase, lo, hi in regions:
+        colour = PHASE_COLOURS.get(str(phase), "#eeeeee")
+        if strip:  # measured labels: a thin band along the bottom
+            ax.axvspan(lo, hi, ymin=0.0, ymax=STRIP_HEIGHT, color=colour, ec="k", lw=0.3)
+            continue
+        ax.axvspan(lo, hi, color=colour, alpha=0.8, lw=0)
+        narrow = hi / lo < 2.5  # a narrow band gets a vertical label so neighbours do not overlap
+        ax.text(math.sqrt(lo * hi), 0.97, str(phase), transform=ax.get_xaxis_transform(), ha="center", va="top",
+                fontsize=8, rotation=90 if narrow else 0)  # fmt: skip
+
+
+def _panel(ax: Axes, finals: Sequence[Rec], model: str, theory: Mapping[str, Any] | None) -> None:
+    runs = [dict(r) for r in finals if r.get("model") == model]
+    measured = phase_ranges(runs, "redrawn") or phase_ranges(runs, "fixed")
+    _shade(ax, theory["regions"] if theory else measured)
+    if theory:
+        _shade(ax, measured, strip=True)
+        ax.text(0.01, STRIP_HEIGHT + 0.01, "measured (redrawn)", transform=ax.transAxes, fontsize=6, va="bottom")
+    plotted = False
+    for key in TAU_KEYS.get(model, ("niw",)):
+        for noise in NOISES:
+            ok = [r for r in runs if r["noise"] == noise and r.get(f"tau_{key}_ok")]
+            if ok:
+                taus = [float(r[f"tau_{key}"]) for r in ok]
+                errs = [min(float(r[f"tau_{key}_err"]), 0.9 * t) for r, t in zip(ok, taus, strict=True)]
+                label = f"tau {key.replace('_', ' ')} ({noise})"
+                style: dict[str, Any] = {
+                    "fmt": MARKERS[noise],
+                    "color": KEY_COLOURS[key],
+                    "ms": 4 if noise == "redrawn" else 6,
+                }
+                if noise == "fixed":
+                    style["mfc"] = "none"  # open squares: a fixed-noise point on top of a redrawn one stays visible
+                ax.errorbar([r["sigma"] for r in ok], taus, yerr=errs, capsize=2, label=label, **style)
+                plotted = True
+    if theory:
+        ax.plot(theory["sigma"], theory["tau"], "k-", lw=1.2, label="theory 1/gamma(k, B)")
+        plotted = True
+    ax.set_xscale("log")
+    if plotted:
+        ax.set_yscale("log")
+        ax.legend(fontsize=7, loc="best")
+    r = runs[0]
+    horizon = f"{r['steps']} steps" if model == "linear" else f"{r['steps']} steps, batch {r.get('batch_size')}"
+    ax.set_title(f"{MODEL_TITLES.get(model, model)}: lr {r['lr']:g}, {horizon}", fontsize=9)
+    ax.set_xlabel("sigma")
+    ax.set_ylabel("decay time (steps)")
+
+
+def phase_figure(finals: Sequence[Rec], theories: Mapping[str, Mapping[str, Any]]) -> Figure:
+    """Decay time against sigma with the phase regions shaded, one panel per model (theory for linear)."""
+    from ninr.report.figures import new_figure, to_png
+
+    models = list(dict.fromkeys(str(r["model"]) for r in finals))
+    fig = new_figure(6.0 * max(1, len(models)), 4.4)
+    axes = fig.subplots(1, max(1, len(models)), squeeze=False)[0]
+    for ax, model in zip(axes, models, strict=False):
+        _panel(ax, finals, model, theories.get(model))
+    caption = (
+        "Decay time of the NIW norm against sigma (MLP: also of the training and test losses); circles: noise "
+        "redrawn every step, squares: fixed per example. Shading: linear, the closed form's predicted phases "
+        "(bottom strip: the measured labels of the redrawn-noise runs) and its decay time (line); MLP, the "
+        "measured phases of the redrawn-noise runs. A run with no decay fit (too slow for the horizon, growing or "
+        "divergent) has no marker."
+    )
+    return Figure("phases", caption, to_png(fig))
+
+
+TRAJECTORY_FLOOR = 1e-6
+"""Lowest NIW ratio drawn: below it the linear model's NIW only follows the w-a coupling floor."""
+TRAJECTORY_HEADROOM = 10.0
+"""The frame ends this factor above the highest non-divergent run; divergent runs leave it."""
+
+
+def _frame(runs: Mapping[str, Sequence[float]], divergent: set[str]) -> tuple[float, float]:
+    finite = [v for ys in runs.values() for v in ys if math.isfinite(v) and v > 0]
+    calm = [v for rid, ys in runs.items() if rid not in divergent for v in ys if math.isfinite(v) and v > 0]
+    top = TRAJECTORY_HEADROOM * max(calm or finite or [1.0])
+    return max(min(finite or [1.0]), TRAJECTORY_FLOOR) / 2, min(top, max(finite or [1.0]) * 2)
+
+
+def _trajectory_panel(ax: Axes, fig: Any, rows: Sequence[Rec], model: str) -> None:
+    import matplotlib
+    from matplotlib.colors import LogNorm
+
+    seed = min(r["seed"] for r in rows if r["model"] == model)
+    runs: dict[str, list[Rec]] = {}
+    for r in rows:
+        if r["model"] == model and r["seed"] == seed:
+            runs.setdefault(str(r["run_id"]), []).append(r)
+    ratios = {
+        rid: [float(p["niw_norm"]) / (float(pts[0]["niw_norm"]) or 1.0) for p in pts] for rid, pts in runs.items()
+    }
+    sigmas = [float(pts[-1]["sigma"]) for pts in runs.values()]
+    norm = LogNorm(min(sigmas), max(sigmas) if max(sigmas) > min(sigmas) else 1.01 * min(sigmas))
+    cmap = matplotlib.colormaps["viridis"]
+    for rid, pts in runs.items():
+        final = pts[-1]
+        style = "-" if final["noise"] == "redrawn" else "--"
+        ax.plot([p["step"] for p in pts], ratios[rid], style, color=cmap(norm(float(final["sigma"]))), lw=1.0)
+    divergent = {rid for rid, pts in runs.items() if pts[-1].get("phase") == "divergent"}
+    ax.set_yscale("log")
+    ax.set_ylim(*_frame(ratios, divergent))
+    ax.set_xlabel("SGD step")
+    ax.set_ylabel("NIW norm / initial")
+    ax.set_title(f"{MODEL_TITLES.get(model, model)} (solid: redrawn, dashed: fixed)", fontsize=9)
+    fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="sigma")
+
+
+def trajectory_figure(records: Sequence[Rec]) -> Figure:
+    """NIW norm over its initial value against SGD step, one line per run of the first seed, a panel per model."""
+    from ninr.report.figures import new_figure, to_png
+
+    rows = [r for r in records if "niw_norm" in r and "step" in r]
+    models = list(dict.fromkeys(str(r["model"]) for r in rows))
+    fig = new_figure(6.0 * max(1, len(models)), 4.0)
+    axes = fig.subplots(1, max(1, len(models)), squeeze=False)[0]
+    for ax, model in zip(axes, models, strict=False):
+        _trajectory_panel(ax, fig, rows, model)
+    caption = (
+        "NIW norm relative to its initial value along each run of the first seed (sampled points). "
+        f"The frame ends {TRAJECTORY_HEADROOM:g}x above the highest non-divergent run: divergent runs leave it."
+    )
+    return Figure("trajectories", caption, to_png(fig))
+
+
+def phases_part_report(records: Sequence[Rec], study: Mapping[str, Any]) -> PartReport:
+    """The ``phases`` part's section: phase ranges, per-model run tables, the phase and trajectory figures."""
+    report = PartReport("phases", str(study.get("title", "Phases of NIN dynamics")))
+    finals = final_records(records)
+    if not finals:
+        report.notes.append("No finished runs yet.")
+        return report
+    theories = {}
+    theory = linear_theory(finals)
+    if theory is not None:
+        theories["linear"] = theory
+        lin = [r for r in finals if r["model"] == "linear"]
+        agree = sum(_label(r) == r["predicted_phase"] for r in lin)
+        report.notes.append(
+            f"Linear model: the measured label equals the closed form's predicted phase in {agree} of {len(lin)} "
+            f"runs. {theory['summary']}."
+        )
+    report.tables.append(ranges_table(finals, theories))
+    for model in dict.fromkeys(str(r["model"]) for r in finals):
+        report.tables.append(runs_table(finals, model))
+    report.figures.append(phase_figure(finals, theories))
+    report.figures.append(trajectory_figure(records))
+    return report
