@@ -1,15 +1,20 @@
 """``make bench``: run every benchmark suite and append the results to bench-results/bench.jsonl.
 
-Usage: python benchmarks/run.py [--quick] [--threads N] [--only epoch_time nin_overhead ...] [--force-bf16]
+Usage: python benchmarks/run.py [--quick | --full] [--threads N] [--only epoch_time nin_overhead ...] [--force-bf16]
+
+Quick is the default (``make bench`` runs this script with no arguments and should finish in minutes):
+a fixed number of steps scaled to an epoch, fewer repeats. ``--full`` times whole epochs.
 
 Suites of this directory run in this process, one after the other; the other engineers' scripts
 (nin_epoch_time.py, methods_epoch.py, robustness_suite.py), when present, run as subprocesses, with
---quick passed to those that accept it. Each prints its own table of ratios measured side by side.
+--quick passed to those that accept it (else --repeats 1 where they have it). Each prints its own
+table of ratios measured side by side.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -24,6 +29,8 @@ import nin_op
 import nin_overhead
 import precision
 
+from ninr import perf
+
 HERE = Path(__file__).resolve().parent
 SUITES = {
     "epoch_time": epoch_time.main,
@@ -36,25 +43,39 @@ SUITES = {
 }
 OTHERS = ("nin_epoch_time.py", "methods_epoch.py", "robustness_suite.py")
 """Scripts owned elsewhere, run when present."""
+QUICK_ARGS = {"robustness_suite.py": ["--limit", "1000"]}
+"""Their quick settings, for scripts without --quick."""
 
 
-def run_other(script: Path, quick: bool) -> int:
+def run_other(script: Path, quick: bool, threads: int) -> int:
+    """Run another engineer's script with the same thread policy (through the environment)."""
     helptext = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True).stdout
-    cmd = [sys.executable, str(script)] + (["--quick"] if quick and "--quick" in helptext else [])
-    print(f"\n== {script.name} ({' '.join(cmd[2:]) or 'default options'}) ==", flush=True)
-    return subprocess.run(cmd).returncode
+    extra: list[str] = []
+    if quick and "--quick" in helptext:
+        extra = ["--quick"]
+    elif quick and script.name in QUICK_ARGS:
+        extra = QUICK_ARGS[script.name]
+    elif quick and "--repeats" in helptext:
+        extra = ["--repeats", "1"]  # no --quick: the least it offers
+    cmd = [sys.executable, str(script), *extra]
+    print(f"\n== {script.name} ({' '.join(cmd[2:]) or 'default options'}, {threads} thread(s)) ==", flush=True)
+    return subprocess.run(cmd, env={**os.environ, **perf.thread_env(threads)}).returncode
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer steps (scaled to an epoch), fewer repeats")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="(default) fewer steps, scaled to an epoch; fewer repeats")
+    mode.add_argument("--full", action="store_true", help="whole epochs, more repeats")
     parser.add_argument(
         "--threads", type=int, default=None, help="intra-op threads (default: the idle cores, by load average)"
     )
     parser.add_argument("--only", nargs="+", choices=[*SUITES, "others"], default=None)
     parser.add_argument("--force-bf16", action="store_true", help="run bf16 rows even without native bf16")
     args = parser.parse_args()
+    args.quick = not args.full
     started = time.perf_counter()
+    threads = args.threads or perf.threads_per_worker(1, perf.idle_cores())
     print(f"machine: {bench_common.machine_info()}", flush=True)
     common = ["--quick"] if args.quick else []
     common += ["--threads", str(args.threads)] if args.threads else []
@@ -73,7 +94,7 @@ def main() -> int:
     if not args.only or "others" in args.only:
         for script in OTHERS:
             path = HERE / script
-            if path.exists() and run_other(path, args.quick) != 0:
+            if path.exists() and run_other(path, args.quick, threads) != 0:
                 failed.append(script)
     print(f"\nresults appended to {bench_common.RESULTS_FILE} ({time.perf_counter() - started:.0f}s)")
     if failed:
