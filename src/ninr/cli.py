@@ -107,7 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo = sub.add_parser("demo", help="train the MLP with and without in-NINR and compare")
     p_demo.add_argument("--out", default="runs/demo", help="parent directory of the two run directories")
     p_demo.add_argument("--epochs", type=pos_int, default=3)
-    p_demo.add_argument("--sigma", type=nonneg_float, default=1.0)
+    p_demo.add_argument(
+        "--sigma", type=nonneg_float, default=32.0, help="in-NINR noise std; default 32 (decay phase at lr 0.05)"
+    )
     p_demo.add_argument("--seed", type=nonneg_int, default=0)
     p_demo.add_argument("--dataset", default="fashion-mnist")
     p_list = sub.add_parser("list", help="list the registries (models, methods, distributions, ...)")
