@@ -163,7 +163,7 @@ def test_repository_presets_resolve():
         assert [a.label for a in study.archs] == ["FC", "CNN"]
         labels = [v.label for v in study.variants]
         assert labels[:3] == ["None", "L2", "Dropout"] and len(labels) == 9
-        assert study.hooks == ("phase",)
+        assert study.hooks == ("phase", "robustness")
         phases = {v.label: v.phase for v in study.variants}
         assert phases["in-NINR (Catapult)"] == "catapult" and phases["full-NINR (Decay)"] == "decay"
 

@@ -24,7 +24,7 @@ def _clock(seconds: float) -> str:
 def describe_result(result: RunResult, metric: str = "test_acc") -> str:
     """``"FC | in-NINR (Decay) | seed 1  run 3f2a9c01d2e4: completed test_acc 0.8712 (12.3s)"``."""
     spec = result.spec
-    final = result.records[-1] if result.records else {}
+    final = next((r for r in reversed(result.records) if r.get("final")), result.records[-1] if result.records else {})
     status = final.get("run_status", final.get("status", "?"))
     value = final.get(metric)
     shown = f" {metric} {value:.4f}" if isinstance(value, float) else ""

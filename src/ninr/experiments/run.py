@@ -8,23 +8,24 @@ process pool or on a Dask worker.
 
 Records are tidy rows, one per epoch, each carrying the run id, the labels (study, part, arch,
 label, expected_phase), the seed, the model and method names, and the run's final status
-(``run_status``: completed, stopped or diverged). The last row has ``final = True`` and the fields
-added by run hooks (e.g. ``phase``, the phase classifier's verdict). A diverged run with no hook
-verdict gets ``phase = "divergent"`` (the phase classifier's name for it).
+(``run_status``: completed, stopped or diverged). The last epoch row has ``final = True`` and the
+fields added by run hooks (e.g. ``phase``, the phase classifier's verdict). A diverged run with no hook
+verdict gets ``phase = "divergent"`` (the phase classifier's name for it). Rows a hook adds (e.g. one
+per robustness condition, with a ``kind`` field) follow the epoch rows, with ``final = False``.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from ninr.data.base import Dataset, load_dataset
 from ninr.registry import Registry
 from ninr.train.callbacks import Callback
 from ninr.train.run import TrainResult, train
 
 if TYPE_CHECKING:
-    from ninr.data.base import Dataset
     from ninr.experiments.sweep import RunSpec
 
 Records = list[dict[str, Any]]
@@ -33,22 +34,37 @@ DROPPED_KEYS = frozenset({"epoch_time_s"})  # wall-clock: differs between identi
 
 
 class RunHook(Callback):
-    """A training callback that adds fields to the run's final record.
+    """A training callback that adds fields to the run's final record, and possibly rows of its own.
 
     Like every callback it must not draw from the run's random streams (use a generator of its own),
     so adding a hook never changes the trajectory. Register a factory ``factory(spec) -> RunHook`` in
-    :data:`RUN_HOOKS`; a study turns it on with ``hooks = ["name"]``.
+    :data:`RUN_HOOKS`; a study turns it on with ``hooks = ["name"]``. A hook's settings, if any, live
+    in the study's ``[<part>.options.<hook name>]`` table (they join the run id).
+
+    Attributes:
+        report: ``"module:function"`` of ``report(records, study) -> PartReport``, a report section of
+            its own after the part's (imported only when a report is built); ``""`` for none.
     """
+
+    report: ClassVar[str] = ""
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> None:
+        """Validate this hook's settings in the study's ``options`` (called when the preset is loaded)."""
 
     def summary(self, result: TrainResult) -> dict[str, Any]:
         """Fields for the final record, e.g. ``{"phase": "decay", "decay_time": 123.0}``."""
         return {}
 
+    def records(self, result: TrainResult, data: Dataset) -> Records:
+        """Extra tidy rows after the run's epoch rows (each gets the run's fields), e.g. robustness results."""
+        return []
+
 
 RUN_HOOKS = Registry[Callable[["RunSpec"], RunHook]]("run hook")
 
 # Modules that register run hooks when imported (workers import them too). Others plug theirs in here.
-HOOK_MODULES: tuple[str, ...] = ("ninr.experiments.hooks",)
+HOOK_MODULES: tuple[str, ...] = ("ninr.experiments.hooks", "ninr.experiments.robustness_hook")
 
 
 def get_hook(name: str) -> Callable[[RunSpec], RunHook]:
@@ -68,11 +84,17 @@ def run(spec: RunSpec) -> Records:
 def train_records(spec: RunSpec, *, data: Dataset | None = None) -> Records:
     """Train ``spec.train`` with the spec's hooks and return its records (the table part's run function)."""
     hooks = [get_hook(name)(spec) for name in spec.hooks]
+    if data is None:  # loaded here, as train() would, so hooks evaluate on the same data without a reload
+        data = load_dataset(spec.train.dataset, **dict(spec.train.dataset_kwargs))
     result = train(spec.train, data=data, callbacks=hooks)
     extra: dict[str, Any] = {}
     for hook in hooks:
         extra.update(hook.summary(result))
-    return to_records(spec, result.records, result.status, extra)
+    rows = to_records(spec, result.records, result.status, extra)
+    base = {**base_fields(spec), "run_status": result.status}
+    for hook in hooks:
+        rows += [{**base, **row, "final": False} for row in hook.records(result, data)]
+    return rows
 
 
 def base_fields(spec: RunSpec) -> dict[str, Any]:

@@ -110,9 +110,13 @@ def expand_grid(study: StudyConfig, study_name: str) -> list[RunSpec]:
 
     for name in study.hooks:
         try:
-            get_hook(name)
+            factory = get_hook(name)
         except ConfigError as exc:
             raise ConfigError(f"[{study.part}].hooks: {exc}") from None
+        try:  # a hook's settings (in [part.options.<hook>]) fail here, before anything trains
+            getattr(factory, "check_options", lambda options: None)(study.options)
+        except ConfigError as exc:
+            raise ConfigError(f"[{study.part}.options.{name}]: {exc}") from None
     specs = []
     for arch in study.archs:
         for variant in study.variants:

@@ -14,12 +14,17 @@ part counts every session). ``write_report`` writes::
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import json
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ninr.errors import ConfigError
 from ninr.experiments.parts import get_part, ordered
+from ninr.experiments.run import get_hook
 from ninr.experiments.store import ResultStore, find_stores, records_to_csv
 from ninr.report.document import Report, Section
 from ninr.report.tables import markdown_table
@@ -68,10 +73,34 @@ def build_section(store: ResultStore) -> Section:
     )
 
 
+def hook_sections(section: Section, records: Sequence[Mapping[str, Any]], info: Mapping[str, Any]) -> list[Section]:
+    """Sections of the part's run hooks that have a report (``RunHook.report``), with the part's run facts."""
+    out = []
+    for name in info.get("study", {}).get("hooks", []):
+        try:
+            target = getattr(get_hook(name), "report", "")
+        except ConfigError:  # a hook of an older ninr: its records stay in the CSV export
+            continue
+        if target:
+            module, _, fn = target.partition(":")
+            body = getattr(importlib.import_module(module), fn)(records, info)
+            out.append(dataclasses.replace(section, body=body))
+    return out
+
+
+def build_sections(store: ResultStore) -> list[Section]:
+    """A part's section, followed by the sections of its run hooks (e.g. robustness)."""
+    section = build_section(store)
+    info = store.read_study()
+    if not info.get("study", {}).get("hooks"):
+        return [section]
+    return [section, *hook_sections(section, store.records(info.get("run_ids")), info)]
+
+
 def build_report(root: str | Path) -> Report:
     """The report of every store under ``root`` (or of ``root`` itself if it is a store)."""
     stores = {s.read_study()["part"]: s for s in find_stores(root)}
-    sections = [build_section(stores[part]) for part in ordered(list(stores))]
+    sections = [sec for part in ordered(list(stores)) for sec in build_sections(stores[part])]
     info = next(iter(stores.values())).read_study()
     return Report(
         title=f"ninr reproduce: preset {info.get('preset', '?')}",

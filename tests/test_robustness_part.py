@@ -1,0 +1,254 @@
+"""The robustness run hook and its report section, end to end on configs/tiny-robustness.toml.
+
+The tiny preset's grid (synthetic data, FC and CNN x {None, in-NINR} x 2 seeds, 5 SGD steps) with
+``hooks = ["robustness"]``: after each run, its model is evaluated on all 64 test images under Gaussian
+noise and three corruptions. Oracles: the hook's clean accuracy on the whole test set is the run's final
+test accuracy; training is unchanged by the hook; the table's means and stds are those of the records.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import math
+import re
+import statistics
+from pathlib import Path
+
+import pytest
+import torch
+
+from ninr.cli import main
+from ninr.errors import ConfigError
+from ninr.experiments import (
+    Executor,
+    PoolExecutor,
+    ResultStore,
+    RunSpec,
+    expand_preset,
+    load_preset,
+    parse_preset,
+    run_specs,
+)
+from ninr.experiments import run as run_spec
+from ninr.experiments.robustness_hook import MNIST_C, NOISE_STD_GRID, RobustnessSettings
+from ninr.report.robustness import robustness_table, run_metrics
+from ninr.robustness import CORRUPTIONS
+
+ROOT = Path(__file__).resolve().parents[1]
+PRESET = ROOT / "configs" / "tiny-robustness.toml"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+N_TEST = 64
+CONDITIONS = 1 + 3 + 3 * 5  # clean, 3 noise stds, 3 corruptions x 5 severities
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run faster on one thread than on a contended pair; restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def specs() -> list[RunSpec]:
+    return expand_preset(load_preset(PRESET))["table"]
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory) -> Path:
+    """``ninr sweep`` of the preset, in-process: the results directory (no report yet)."""
+    out = tmp_path_factory.mktemp("sweep") / "res"
+    assert main(["sweep", str(PRESET), "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(swept) -> dict[str, list[dict]]:
+    return {r.run_id: r.records for r in ResultStore(swept / "table").results()}
+
+
+def _hook_rows(records: list[dict]) -> list[dict]:
+    return [r for r in records if r.get("kind") == "robustness"]
+
+
+def _train_rows(records: list[dict]) -> list[dict]:
+    return [r for r in records if "kind" not in r]
+
+
+# ---------------------------------------------------------------- settings
+
+
+def test_default_settings_are_the_fine_noise_grid_and_the_mnist_c_set():
+    settings = RobustnessSettings.from_options({})
+    assert settings.stds == NOISE_STD_GRID and len(NOISE_STD_GRID) == 12
+    assert NOISE_STD_GRID[0] == 0.05 and NOISE_STD_GRID[-1] == 0.6
+    assert all(math.isclose(b - a, 0.05) for a, b in itertools.pairwise(NOISE_STD_GRID))
+    assert settings.corruptions == MNIST_C and len(MNIST_C) == 15 and set(MNIST_C) <= set(CORRUPTIONS.names())
+    assert settings.severities == (1, 2, 3, 4, 5) and settings.limit is None
+    assert RobustnessSettings.from_options({"robustness": {"corruptions": "mnist-c"}}).corruptions == MNIST_C
+    suite = RobustnessSettings.from_options({"robustness": {"stds": [], "corruptions": ["fog"]}}).suite()
+    assert suite.curves == () and suite.corruptions == ("fog",)
+
+
+@pytest.mark.parametrize(
+    ("settings", "match"),
+    [
+        ({"limt": 5}, "did you mean 'limit'"),
+        ({"limit": 0}, "`limit` must be"),
+        ({"stds": [0.0, 0.1]}, "`stds` must be"),
+        ({"stds": [0.1, 0.1]}, "without repeats"),
+        ({"stds": 0.1}, "`stds` must be a list"),
+        ({"corruptions": ["fgo"]}, "did you mean 'fog'"),
+        ({"severities": [6]}, "severit"),
+    ],
+)
+def test_bad_settings_fail_when_the_preset_loads(settings, match):
+    doc = {"table": {"seeds": [0], "hooks": ["robustness"], "train": {"dataset": "synthetic"}}}
+    doc["table"]["options"] = {"robustness": settings}
+    with pytest.raises(ConfigError, match=match) as exc:
+        expand_preset(parse_preset(doc, name="bad"))
+    assert "[table.options.robustness]" in str(exc.value)
+
+
+# ---------------------------------------------------------------- records
+
+
+def test_hook_records_are_tidy_and_clean_accuracy_is_the_final_test_accuracy(specs, reference):
+    assert set(reference) == {s.run_id for s in specs}
+    for spec in specs:
+        records = reference[spec.run_id]
+        train_rows, rows = _train_rows(records), _hook_rows(records)
+        assert [r["final"] for r in train_rows] == [False, True] and not any(r["final"] for r in rows)
+        final = train_rows[-1]
+        assert len(rows) == CONDITIONS and len(train_rows) + len(rows) == len(records)
+        assert {(r["condition"], r["severity"], r["intensity"]) for r in rows} == {
+            ("clean", None, None),
+            *(("gaussian-noise", None, s) for s in (0.1, 0.3, 0.5)),
+            *((c, s, None) for c in ("impulse-noise", "rotate", "fog") for s in range(1, 6)),
+        }
+        for r in rows:
+            assert r["run_id"] == spec.run_id and r["arch"] == spec.arch and r["label"] == spec.label
+            assert r["seed"] == spec.seed and r["n"] == N_TEST and r["noise"] == "off" and 0.0 <= r["value"] <= 1.0
+            assert (r["epoch"], r["step"], r["run_status"]) == (final["epoch"], final["step"], final["run_status"])
+        # Oracle: the whole test set in eval mode is exactly what training evaluated last.
+        (clean,) = [r for r in rows if r["condition"] == "clean"]
+        assert clean["value"] == final["test_acc"]
+
+
+def test_hook_does_not_change_training_and_runs_are_deterministic(specs, reference):
+    spec = specs[6]  # CNN | in-NINR | seed 0
+    assert run_spec(spec) == reference[spec.run_id]
+    plain = RunSpec(spec.part, spec.study, spec.arch, spec.label, spec.seed, spec.train, spec.phase)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "run_id"} for r in rows]  # noqa: E731
+    assert strip(run_spec(plain)) == strip(_train_rows(reference[spec.run_id]))
+
+
+def test_dask_gives_the_in_process_records(specs, reference, tmp_path):
+    pytest.importorskip("distributed", reason="the dask extra is not installed (pip install 'ninr[dask]')")
+    from ninr.experiments import DaskExecutor
+
+    store = ResultStore(tmp_path / "table")
+    with DaskExecutor(local_workers=1, processes=False) as dask:
+        assert run_specs(specs, store, dask) == (8, 0)
+    assert {r.run_id: r.records for r in store.results()} == reference
+
+
+@pytest.mark.slow
+def test_process_pool_gives_the_in_process_records(specs, reference, tmp_path):
+    store = ResultStore(tmp_path / "table")
+    with PoolExecutor(2) as pool:
+        assert run_specs(specs, store, pool) == (8, 0)
+    assert {r.run_id: r.records for r in store.results()} == reference
+    assert run_specs(specs[:1], ResultStore(tmp_path / "again"), Executor()) == (1, 0)
+
+
+# ---------------------------------------------------------------- report
+
+
+def _planted(arch: str, label: str, seed: int, clean: float, noisy: float, c1: float, c2: float) -> list[dict]:
+    base = {"kind": "robustness", "run_id": f"{arch}-{label}-{seed}", "arch": arch, "label": label, "seed": seed}
+    base |= {"metric": "accuracy", "noise": "off", "n": 10, "final": False}
+    return [
+        {**base, "condition": "clean", "severity": None, "intensity": None, "value": clean},
+        {**base, "condition": "gaussian-noise", "severity": None, "intensity": 0.3, "value": noisy},
+        {**base, "condition": "c1", "severity": 1, "intensity": None, "value": c1},
+        {**base, "condition": "c2", "severity": 1, "intensity": None, "value": c2},
+    ]
+
+
+def test_table_means_and_stds_are_those_of_the_records():
+    rows = _planted("FC", "A", 0, 0.9, 0.7, 0.5, 0.3) + _planted("FC", "A", 1, 0.8, 0.6, 0.4, 0.2)
+    assert run_metrics(rows[:4]) == pytest.approx(
+        {"clean": 0.9, "std=0.3": 0.7, "noise mean": 0.7, "severity=1": 0.4, "corruption mean": 0.4}
+    )
+    table = robustness_table(rows)
+    assert table.headers[3:] == (
+        "clean (%)",
+        "noise std 0.3 (%)",
+        "noise mean (%)",
+        "corruption mean (%)",
+    )
+    sd = statistics.stdev([90.0, 80.0])
+    assert table.cells == (("FC", "A", "2", *(f"{m:.1f} ± {sd:.1f}" for m in (85.0, 65.0, 65.0, 35.0))),)
+    assert table.data[0]["corruption mean mean"] == pytest.approx(35.0)
+
+
+def test_report_has_the_robustness_section_built_from_records_alone(swept, monkeypatch):
+    pytest.importorskip("matplotlib")
+    import ninr.train.run
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a report must not train")
+
+    monkeypatch.setattr(ninr.train.run, "train", no_training)
+    assert main(["report", str(swept)]) == 0
+    out = swept / "report"
+    md = (out / "report.md").read_text()
+    assert "## Clean accuracy compared with the poster (`table`)" in md
+    assert "## Robustness to input corruption (`table-robustness`)" in md and md.count("| runs | 8 of 8 |") == 2
+    figures = ["noise", "severity", "corruptions_FC", "corruptions_CNN"]
+    for name in figures:
+        png = out / "figures" / f"table-robustness_robustness_{name}.png"
+        assert f"(figures/{png.name})" in md and png.read_bytes().startswith(PNG_MAGIC)
+    assert "Test accuracy under Gaussian input noise, mean ± 1 std over seeds" in md
+    html = (out / "report.html").read_text()
+    assert 'id="figure-table-robustness-robustness_noise"' in html and '<table id="table-robustness">' in html
+    assert len(re.findall(r"<img\b", html)) == 2 + len(figures)
+    assert "kind" in (out / "records" / "table.csv").read_text().splitlines()[0]
+
+    # The table's numbers are the mean and sample std over seeds of the records' values.
+    hook_rows = _hook_rows(ResultStore(swept / "table").records())
+    with (out / "tables" / "table-robustness_robustness.csv").open() as f:
+        table = {(row["arch"], row["method"]): row for row in csv.DictReader(f)}
+    assert len(table) == 4
+    for (arch, label), row in table.items():
+        for condition, intensity, column in (("clean", None, "clean"), ("gaussian-noise", 0.3, "noise std 0.3")):
+            values = [
+                100 * r["value"]
+                for r in hook_rows
+                if (r["arch"], r["label"], r["condition"], r["intensity"]) == (arch, label, condition, intensity)
+            ]
+            assert len(values) == 2
+            assert float(row[f"{column} mean"]) == pytest.approx(statistics.mean(values))
+            assert float(row[f"{column} std"]) == pytest.approx(statistics.stdev(values))
+
+
+def test_repository_presets_turn_the_hook_on_with_their_budgets():
+    quick = load_preset(ROOT / "configs" / "quick.toml").study("table")
+    paper = load_preset(ROOT / "configs" / "paper.toml").study("table")
+    assert "robustness" in quick.hooks and "robustness" in paper.hooks
+    q, p = (RobustnessSettings.from_options(s.options) for s in (quick, paper))
+    assert q.limit == 500 and len(q.corruptions) == 4 and set(q.corruptions) <= set(MNIST_C)
+    assert p.limit is None and p.corruptions == MNIST_C
+    assert q.stds == p.stds == NOISE_STD_GRID and q.severities == p.severities == (1, 2, 3, 4, 5)
+
+
+def test_progress_line_reads_the_final_epoch_row_not_the_last_hook_row(swept):
+    from ninr.experiments.progress import describe_result
+
+    result = ResultStore(swept / "table").results()[0]
+    assert result.records[-1]["kind"] == "robustness"
+    final = next(r for r in result.records if r["final"])
+    assert f"{final['run_status']} test_acc {final['test_acc']:.4f}" in describe_result(result)
