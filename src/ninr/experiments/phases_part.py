@@ -42,7 +42,7 @@ from ninr.data.base import Dataset
 from ninr.errors import ConfigError, check_positive_int, did_you_mean, fail
 from ninr.experiments.config import Arch, StudyConfig, Variant
 from ninr.experiments.parts import StudyPart, register_part
-from ninr.experiments.run import Records, to_records
+from ninr.experiments.run import RUN_THREADS, Records, to_records
 from ninr.experiments.sweep import RunSpec, check_unique
 from ninr.perf import num_threads
 from ninr.probes.experiment import LINEAR_DEFAULTS, LINEAR_SIGMAS, MLP_SIGMAS, NOISE_MODES, SweepConfig
@@ -66,11 +66,6 @@ MODEL_KEYS = {
     ),
 }
 DEFAULT_GRIDS = {"linear": LINEAR_SIGMAS, "mlp": MLP_SIGMAS}
-RUN_THREADS = 1
-"""Intra-op threads of every run. Pinned because float reductions of the MLP's matrix products depend on
-the thread count and a run near a phase boundary amplifies the difference (measured: the quick preset's
-sigma = 256 MLP run ends at test accuracy 0.4435 on two threads, 0.5344 on one), so records would differ
-between executors; these small models also run as fast on one thread as on two contending ones."""
 TRAJECTORY_POINTS = 60
 """NIW-norm samples kept per run in the records (evenly spaced, first and last included): enough to
 draw the decay, growth or catapult of a trajectory, few enough to keep the records small."""

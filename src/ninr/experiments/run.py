@@ -74,11 +74,21 @@ def get_hook(name: str) -> Callable[[RunSpec], RunHook]:
     return RUN_HOOKS.get(name)
 
 
-def run(spec: RunSpec) -> Records:
-    """The records of one run: dispatch to the run function of ``spec.part``."""
-    from ninr.experiments.parts import get_part
+RUN_THREADS = 1
+"""Intra-op threads of every run, whatever the executor. Float reductions in the matrix products depend on
+the thread count, and a run near a phase boundary amplifies the difference (the quick preset's sigma 256 MLP
+phase run ended at test accuracy 0.4435 on two threads, 0.5344 on one), so without a pin the in-process
+executor (two threads) and a pool of two workers (one thread each) would store different records. Parallelism
+comes from workers (``--workers``, Dask), which is also faster for these small models on contended cores."""
 
-    return get_part(spec.part).run(spec)
+
+def run(spec: RunSpec) -> Records:
+    """The records of one run (dispatched to the run function of ``spec.part``), on ``RUN_THREADS`` threads."""
+    from ninr.experiments.parts import get_part
+    from ninr.perf import num_threads
+
+    with num_threads(RUN_THREADS):
+        return get_part(spec.part).run(spec)
 
 
 def train_records(spec: RunSpec, *, data: Dataset | None = None) -> Records:
