@@ -209,8 +209,13 @@ def cmd_list(args: argparse.Namespace) -> int:
     import ninr.functional
     import ninr.methods
     import ninr.models  # noqa: F401
+    from ninr.experiments.parts import load_parts
+    from ninr.experiments.run import HOOK_MODULES
     from ninr.registry import registries
 
+    load_parts()
+    for module in HOOK_MODULES:
+        importlib.import_module(module)
     regs = registries()
     kind_arg = args.kind[:-1] if args.kind and args.kind.endswith("s") and args.kind[:-1] in regs else args.kind
     kinds = [kind_arg] if kind_arg else sorted(regs)
