@@ -20,7 +20,9 @@ from ninr.errors import ConfigError, DataError, NinrError
 NIN_TO_METHOD = {"input": "in-ninr", "all": "full-ninr"}
 
 
-def _number(rule: str, ok: Callable[[float], bool], cast: Callable[[str], Any] = float) -> Callable[[str], Any]:
+def arg_type(rule: str, ok: Callable[[Any], bool], cast: Callable[[str], Any] = float) -> Callable[[str], Any]:
+    """An argparse ``type=``: parse with ``cast`` and check ``ok``; errors read "must be RULE, got VALUE"."""
+
     def parse(text: str) -> Any:
         try:
             value = cast(text)
@@ -33,11 +35,11 @@ def _number(rule: str, ok: Callable[[float], bool], cast: Callable[[str], Any] =
     return parse
 
 
-nonneg_float = _number("a finite number >= 0", lambda v: math.isfinite(v) and v >= 0)
-pos_float = _number("a finite number > 0", lambda v: math.isfinite(v) and v > 0)
-unit_float = _number("a number in [0, 1)", lambda v: 0 <= v < 1)
-pos_int = _number("an integer >= 1", lambda v: v >= 1, int)
-nonneg_int = _number("an integer >= 0", lambda v: v >= 0, int)
+nonneg_float = arg_type("a finite number >= 0", lambda v: math.isfinite(v) and v >= 0)
+pos_float = arg_type("a finite number > 0", lambda v: math.isfinite(v) and v > 0)
+unit_float = arg_type("a number in [0, 1)", lambda v: 0 <= v < 1)
+pos_int = arg_type("an integer >= 1", lambda v: v >= 1, int)
+nonneg_int = arg_type("an integer >= 0", lambda v: v >= 0, int)
 
 
 def _key_value(text: str) -> tuple[str, Any]:

@@ -14,19 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ninr.cli import pos_int
 from ninr.experiments.config import Preset, find_preset, load_preset
 
 Handler = Callable[[argparse.Namespace], int]
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
-    return value
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
@@ -34,12 +25,10 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
         "--only", action="append", default=None, metavar="PART", help="run only this part (repeatable), e.g. table"
     )
     where = p.add_mutually_exclusive_group()
-    where.add_argument(
-        "--workers", type=_positive_int, default=None, metavar="N", help="a local process pool of N workers"
-    )
+    where.add_argument("--workers", type=pos_int, default=None, metavar="N", help="a local process pool of N workers")
     where.add_argument(
         "--dask-local",
-        type=_positive_int,
+        type=pos_int,
         default=None,
         metavar="N",
         help="start a Dask LocalCluster of N worker processes",

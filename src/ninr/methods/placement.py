@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ninr.errors import ConfigError, did_you_mean, fail
+from ninr.nn.trace import forward_trace
 
 ACTIVATIONS: tuple[type[nn.Module], ...] = (
     nn.ReLU,
@@ -51,26 +52,7 @@ def as_where(name: str, value: object) -> Where:
 
 def call_order(model: nn.Module, example_input: torch.Tensor) -> list[str]:
     """Names of the modules of ``model`` in the order their forward pass is called (eval mode, no grad)."""
-    order: list[str] = []
-    handles = []
-    for name, module in model.named_modules():
-        if not name:
-            continue
-
-        def hook(_m: nn.Module, _args: object, name: str = name) -> None:
-            order.append(name)
-
-        handles.append(module.register_forward_pre_hook(hook))
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(example_input)
-    finally:
-        model.train(was_training)
-        for h in handles:
-            h.remove()
-    return order
+    return list(forward_trace(model, example_input))
 
 
 def hidden_activations(model: nn.Module, example_input: torch.Tensor | None = None) -> list[str]:

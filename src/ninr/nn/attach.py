@@ -28,6 +28,7 @@ from ninr.nn.nin import (
     layer_fan_in,
     niw_shape_for,
 )
+from ninr.nn.trace import forward_trace
 from ninr.rng import derive_seed, make_generator
 
 NIW_INITS = ("layer", "zeros")
@@ -108,7 +109,8 @@ def attach_nins(
     check_choice("conv_mode", conv_mode, CONV_MODES)
     _check_niw_init(niw_init)
     candidates = _candidates(model)
-    shapes = _trace(model, candidates, example_input) if example_input is not None else {}
+    names = [n for n, _ in candidates]
+    shapes = forward_trace(model, example_input, names) if example_input is not None else {}
     if shapes:
         candidates = sorted(candidates, key=lambda nm: list(shapes).index(nm[0]) if nm[0] in shapes else len(shapes))
     targets = _select(candidates, where)
@@ -152,30 +154,6 @@ def _candidates(model: nn.Module) -> list[tuple[str, nn.Module]]:
     if not found:
         raise fail("model", "a module containing nn.Linear or nn.Conv2d layers", type(model).__name__)
     return found
-
-
-def _trace(
-    model: nn.Module, candidates: list[tuple[str, nn.Module]], example_input: torch.Tensor
-) -> dict[str, tuple[int, ...]]:
-    """Run one forward pass in eval mode; return each candidate's input (C, H, W) in call order."""
-    shapes: dict[str, tuple[int, ...]] = {}
-    handles = []
-    for name, layer in candidates:
-
-        def hook(_m: nn.Module, args: tuple[torch.Tensor, ...], name: str = name) -> None:
-            shapes.setdefault(name, tuple(args[0].shape[1:]))
-
-        handles.append(layer.register_forward_pre_hook(hook))
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(example_input)
-    finally:
-        model.train(was_training)
-        for h in handles:
-            h.remove()
-    return shapes
 
 
 def _select(candidates: list[tuple[str, nn.Module]], where: str | Sequence[str]) -> list[tuple[str, nn.Module]]:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ninr.cli import arg_type, nonneg_float, nonneg_int, pos_int
 from ninr.errors import ConfigError
 
 RECORDS_FILE = "robustness.jsonl"
@@ -18,23 +18,7 @@ RECORDS_FILE = "robustness.jsonl"
 RECORD_KEY = ("condition", "severity", "intensity", "epsilon", "noise", "metric")
 
 
-def _parser(rule: str, ok: Callable[[Any], bool], cast: Callable[[str], Any]) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
-        try:
-            value = cast(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {rule}, got {text!r}") from None
-        if not ok(value):
-            raise argparse.ArgumentTypeError(f"must be {rule}, got {text}")
-        return value
-
-    return parse
-
-
-severity_int = _parser("an integer in 1..5", lambda v: 1 <= v <= 5, int)
-nonneg_float = _parser("a finite number >= 0", lambda v: math.isfinite(v) and v >= 0, float)
-pos_int = _parser("an integer >= 1", lambda v: v >= 1, int)
-nonneg_int = _parser("an integer >= 0", lambda v: v >= 0, int)
+severity_int = arg_type("an integer in 1..5", lambda v: 1 <= v <= 5, int)
 
 
 def register(subparsers: Any) -> dict[str, Callable[[argparse.Namespace], int]]:
