@@ -23,13 +23,11 @@ the file, what was expected and what was found.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import gzip
 import hashlib
 import logging
 import os
-import tempfile
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -41,6 +39,7 @@ import torch
 from ninr.data.base import DATASETS, Dataset
 from ninr.data.idx import read_idx
 from ninr.errors import DataError, check_nonneg_int, fail
+from ninr.fileio import atomic_write_bytes
 from ninr.rng import make_generator
 
 logger = logging.getLogger(__name__)
@@ -189,21 +188,6 @@ def _decompress_verified(blob: bytes, expected: str, *, where: str, hint: str = 
     return data
 
 
-def _atomic_write(target: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file next to ``target``, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def _download_one(url: str, expected: str, target: Path, fetch: Fetch) -> None:
     """Fetch ``url``, verify it and store it at ``target``; nothing is written unless it verifies."""
     logger.info("downloading %s to %s", url, target)
@@ -213,7 +197,7 @@ def _download_one(url: str, expected: str, target: Path, fetch: Fetch) -> None:
         raise DataError(f"{url}: {type(exc).__name__}: {exc}") from exc
     _decompress_verified(blob, expected, where=f"downloaded {url}")
     try:
-        _atomic_write(target, blob)
+        atomic_write_bytes(target, blob)
     except OSError as exc:
         raise DataError(f"cannot write {target}: {exc}") from exc
 
