@@ -54,7 +54,7 @@ class StudyPart:
 PARTS = Registry[StudyPart]("study part")
 
 # Modules that register study parts when imported. Others plug theirs in here.
-PART_MODULES: tuple[str, ...] = ("ninr.experiments.table", "ninr.experiments.phases_part")
+PART_MODULES: tuple[str, ...] = ("ninr.experiments.table", "ninr.experiments.phases_part", "ninr.experiments.hep_part")
 
 
 def register_part(name: str, part: StudyPart) -> StudyPart:
