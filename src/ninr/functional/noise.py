@@ -19,9 +19,10 @@ non-additive operation.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar, cast
 
 import torch
 
@@ -45,8 +46,26 @@ class Sampler(Protocol):
 
 DISTRIBUTIONS: Registry[Sampler] = Registry("distribution")
 
+_F = TypeVar("_F", bound=Callable[..., torch.Tensor])
+
+
+def zero_at_zero_scale(sampler: _F) -> _F:
+    """Decorator for samplers: at ``scale == 0`` return exact zeros without touching the generator.
+
+    The contract every sampler keeps, enforced in one place rather than in each sampler's body.
+    """
+
+    @functools.wraps(sampler)
+    def wrapped(shape: Sequence[int], *, scale: float, **kwargs: Any) -> torch.Tensor:
+        if scale == 0:
+            return torch.zeros(tuple(shape), device=kwargs.get("device"), dtype=kwargs.get("dtype", torch.float32))
+        return sampler(shape, scale=scale, **kwargs)
+
+    return cast(_F, wrapped)
+
 
 @DISTRIBUTIONS.register("gaussian")
+@zero_at_zero_scale
 def gaussian(
     shape: Sequence[int],
     *,
@@ -56,13 +75,12 @@ def gaussian(
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Normal noise N(0, scale^2)."""
-    if scale == 0:
-        return torch.zeros(tuple(shape), device=device, dtype=dtype)
     out = torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
     return out.mul_(scale)
 
 
 @DISTRIBUTIONS.register("uniform")
+@zero_at_zero_scale
 def uniform(
     shape: Sequence[int],
     *,
@@ -72,14 +90,13 @@ def uniform(
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Uniform noise on [-sqrt(3) scale, sqrt(3) scale] (standard deviation ``scale``)."""
-    if scale == 0:
-        return torch.zeros(tuple(shape), device=device, dtype=dtype)
     half_width = math.sqrt(3.0) * scale
     out = torch.rand(tuple(shape), generator=generator, device=device, dtype=dtype)
     return out.mul_(2 * half_width).sub_(half_width)
 
 
 @DISTRIBUTIONS.register("laplace")
+@zero_at_zero_scale
 def laplace(
     shape: Sequence[int],
     *,
@@ -89,8 +106,6 @@ def laplace(
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Laplace noise with scale b = scale / sqrt(2) (standard deviation ``scale``)."""
-    if scale == 0:
-        return torch.zeros(tuple(shape), device=device, dtype=dtype)
     # The difference of two independent Exp(1) draws is Laplace(0, 1): no log(0) edge case.
     e = torch.empty((2, *tuple(shape)), device=device, dtype=dtype).exponential_(generator=generator)
     return (e[0] - e[1]).mul_(scale / math.sqrt(2.0))
@@ -101,6 +116,7 @@ IMPULSE_DENSITY = 0.1
 
 
 @DISTRIBUTIONS.register("impulse")
+@zero_at_zero_scale
 def impulse(
     shape: Sequence[int],
     *,
@@ -112,7 +128,7 @@ def impulse(
 ) -> torch.Tensor:
     """Salt-and-pepper impulses: +-scale/sqrt(density) on a ``density`` fraction of elements, else 0."""
     check_probability("density", density, closed_right=True)
-    if scale == 0 or density == 0:
+    if density == 0:
         return torch.zeros(tuple(shape), device=device, dtype=dtype)
     u = torch.rand(tuple(shape), generator=generator, device=device, dtype=dtype)
     amplitude = scale / math.sqrt(density)

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 import torch
 
 from ninr.errors import check_positive, check_probability, fail
-from ninr.functional.noise import DISTRIBUTIONS, Sampler
+from ninr.functional.noise import DISTRIBUTIONS, Sampler, zero_at_zero_scale
 
 
 def periodic_gaussian_kernel(h: int, w: int, length: float, dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -52,6 +52,7 @@ def periodic_blur(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return torch.fft.irfft2(spec, s=(h, w))
 
 
+@zero_at_zero_scale
 def correlated_noise(
     shape: Sequence[int],
     *,
@@ -62,8 +63,6 @@ def correlated_noise(
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Gaussian noise correlated over the last two axes with correlation length ``length`` pixels."""
-    if scale == 0:
-        return torch.zeros(tuple(shape), device=device, dtype=dtype)
     check_positive("length", length)
     white = torch.randn(tuple(shape), generator=generator, device=device, dtype=torch.float64)
     if len(shape) < 2:
@@ -73,6 +72,7 @@ def correlated_noise(
     return (blurred * (scale / kernel.square().sum().sqrt())).to(dtype)  # var of a blur = sum k^2
 
 
+@zero_at_zero_scale
 def pileup_noise(
     shape: Sequence[int],
     *,
@@ -84,8 +84,6 @@ def pileup_noise(
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """Sparse exponential deposits blurred over the last two axes, standardised to mean 0, std ``scale``."""
-    if scale == 0:
-        return torch.zeros(tuple(shape), device=device, dtype=dtype)
     p = _check_occupancy(occupancy)
     check_positive("width", width)
     hit = torch.rand(tuple(shape), generator=generator, device=device, dtype=torch.float64) < p

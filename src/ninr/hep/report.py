@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +13,10 @@ import numpy as np
 TEST_SETS = ("simulation", "data")
 
 
-def _by_method(records: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = {}
+def _by_method(records: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    out: dict[str, list[Mapping[str, Any]]] = {}
     for r in records:
-        out.setdefault(r["method"], []).append(r)
+        out.setdefault(str(r["method"]), []).append(r)
     return out
 
 
@@ -70,6 +70,25 @@ def markdown_table(records: Sequence[dict[str, Any]], efficiencies: Sequence[flo
     return "\n".join(lines) + "\n"
 
 
+def draw_rejection(axes: Any, records: Sequence[Mapping[str, Any]]) -> None:
+    """Mean rejection 1/eps_B against eps_S over seeds, one line per method, one axis per test set."""
+    axes = list(np.atleast_1d(axes))
+    for ax, ts in zip(axes, TEST_SETS, strict=True):
+        for method, recs in _by_method(records).items():
+            curves = [r for r in recs if r["test_set"] == ts and r.get("roc_bkg_eff")]
+            if not curves:
+                continue
+            eff_s = np.asarray(curves[0]["roc_signal_eff"], dtype=np.float64)
+            eff_b = np.mean([np.asarray(r["roc_bkg_eff"], dtype=np.float64) for r in curves], axis=0)
+            ax.plot(eff_s, np.where(eff_b > 0, 1.0 / np.maximum(eff_b, 1e-12), np.nan), label=method)
+        ax.set_yscale("log")
+        ax.set_xlabel("signal efficiency ε_S")
+        ax.set_title(f'test on "{ts}"')
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("background rejection 1/ε_B")
+    axes[-1].legend(fontsize=8)
+
+
 def plot_rejection(records: Sequence[dict[str, Any]], path: str | Path) -> Path:
     """Background rejection against signal efficiency (mean over seeds), one panel per test set."""
     import matplotlib
@@ -78,21 +97,7 @@ def plot_rejection(records: Sequence[dict[str, Any]], path: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(TEST_SETS), figsize=(5 * len(TEST_SETS), 4), sharey=True)
-    for ax, ts in zip(np.atleast_1d(axes), TEST_SETS, strict=True):
-        for method, recs in _by_method(records).items():
-            curves = [r for r in recs if r["test_set"] == ts and r.get("roc_bkg_eff")]
-            if not curves:
-                continue
-            eff_s = np.asarray(curves[0]["roc_signal_eff"])
-            eff_b = np.mean([r["roc_bkg_eff"] for r in curves], axis=0)
-            with np.errstate(divide="ignore"):
-                ax.plot(eff_s, np.where(eff_b > 0, 1 / np.maximum(eff_b, 1e-12), np.nan), label=method)
-        ax.set_yscale("log")
-        ax.set_xlabel("signal efficiency ε_S")
-        ax.set_title(f'test on "{ts}"')
-        ax.grid(alpha=0.3)
-    np.atleast_1d(axes)[0].set_ylabel("background rejection 1/ε_B")
-    np.atleast_1d(axes)[-1].legend(fontsize=8)
+    draw_rejection(axes, records)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -11,10 +11,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
 from ninr.experiments.run import final_records
-from ninr.hep.report import TEST_SETS, summary_rows
+from ninr.hep.report import TEST_SETS, draw_rejection, summary_rows
 from ninr.report.document import Figure, PartReport
 from ninr.report.figures import new_figure, to_png
 from ninr.report.tables import Table
@@ -67,21 +65,7 @@ def roc_figure(records: Sequence[Rec]) -> Figure:
     """Mean ROC over seeds (rejection 1/eps_B against eps_S) per method, one panel per test set."""
     fig = new_figure(5.0 * len(TEST_SETS), 4.0)
     axes = fig.subplots(1, len(TEST_SETS), sharey=True)
-    methods = list(dict.fromkeys(str(r["method"]) for r in records))
-    for ax, ts in zip(np.atleast_1d(axes), TEST_SETS, strict=True):
-        for method in methods:
-            curves = [r for r in records if r["method"] == method and r["test_set"] == ts and r.get("roc_bkg_eff")]
-            if not curves:
-                continue
-            eff_s = np.asarray(curves[0]["roc_signal_eff"], dtype=np.float64)
-            eff_b = np.mean([np.asarray(r["roc_bkg_eff"], dtype=np.float64) for r in curves], axis=0)
-            ax.plot(eff_s, np.where(eff_b > 0, 1.0 / np.maximum(eff_b, 1e-12), np.nan), label=method)
-        ax.set_yscale("log")
-        ax.set_xlabel("signal efficiency ε_S")
-        ax.set_title(f'test on "{ts}"')
-        ax.grid(alpha=0.3)
-    np.atleast_1d(axes)[0].set_ylabel("background rejection 1/ε_B")
-    np.atleast_1d(axes)[-1].legend(fontsize=7)
+    draw_rejection(axes, records)
     caption = 'Background rejection against signal efficiency (mean over seeds): "simulation" left, "data" right.'
     return Figure("hep_roc", caption, to_png(fig))
 
