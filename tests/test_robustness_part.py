@@ -16,7 +16,6 @@ import statistics
 from pathlib import Path
 
 import pytest
-import torch
 
 from ninr.cli import main
 from ninr.errors import ConfigError
@@ -42,13 +41,7 @@ N_TEST = 64
 CONDITIONS = 1 + 3 + 3 * 5  # clean, 3 noise stds, 3 corruptions x 5 severities
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run faster on one thread than on a contended pair; restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ from torch import nn
 from ninr.data.base import Dataset
 from ninr.errors import ConfigError
 from ninr.functional.nin import nin_additive, nin_conv2d_channel, nin_linear
-from ninr.perf import num_threads
 from ninr.train import MethodSpec, TrainConfig, load_run, train
 from ninr.train import stacked as stacked_mod
 from ninr.train.stacked import group_stackable, stack_key, train_many, train_stacked
@@ -28,11 +27,7 @@ from ninr.train.stacked_ops import stacked_conv2d, stacked_linear, stacked_nin_a
 RTOL, ATOL = 1e-4, 1e-6
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> object:
-    """Tiny steps on a shared machine: multi-threaded OpenMP only adds barrier waits (25x slower under load)."""
-    with num_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny steps: threads only add barrier waits
 
 
 def random_data(n_train: int = 96, n_test: int = 48, size: int = 16, seed: int = 0) -> Dataset:
