@@ -212,12 +212,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     import ninr.methods
     import ninr.models  # noqa: F401
     from ninr.experiments.parts import load_parts
-    from ninr.experiments.run import HOOK_MODULES
+    from ninr.experiments.run import load_hooks
     from ninr.registry import registries
 
     load_parts()
-    for module in HOOK_MODULES:
-        importlib.import_module(module)
+    load_hooks()
     regs = registries()
     kind_arg = args.kind[:-1] if args.kind and args.kind.endswith("s") and args.kind[:-1] in regs else args.kind
     kinds = [kind_arg] if kind_arg else sorted(regs)

@@ -67,10 +67,15 @@ RUN_HOOKS = Registry[Callable[["RunSpec"], RunHook]]("run hook")
 HOOK_MODULES: tuple[str, ...] = ("ninr.experiments.hooks", "ninr.experiments.robustness_hook")
 
 
-def get_hook(name: str) -> Callable[[RunSpec], RunHook]:
-    """The hook factory called ``name``, after importing :data:`HOOK_MODULES` (did-you-mean on a miss)."""
+def load_hooks() -> None:
+    """Import every module in :data:`HOOK_MODULES` (idempotent), registering their hooks."""
     for module in HOOK_MODULES:
         importlib.import_module(module)
+
+
+def get_hook(name: str) -> Callable[[RunSpec], RunHook]:
+    """The hook factory called ``name``, after :func:`load_hooks` (did-you-mean on a miss)."""
+    load_hooks()
     return RUN_HOOKS.get(name)
 
 
