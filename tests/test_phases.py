@@ -12,7 +12,9 @@ from ninr.probes.decay import NO_DECAY_TAU_FACTOR, fit_decay
 from ninr.probes.phases import (
     CATAPULT_MIN_GROWTH,
     DECOUPLED_MAX_CHANGE,
+    PEAK_WINDOW,
     PHASES,
+    classify_nodes,
     classify_phase,
     oscillates,
 )
@@ -59,6 +61,37 @@ def test_thresholds_are_where_documented() -> None:
     assert classify_phase(just_decay).phase == "decay"
     bump = np.concatenate([np.linspace(1, 0.95 * CATAPULT_MIN_GROWTH, 50), np.linspace(1.4, 0.2, 50)])
     assert classify_phase(bump).phase == "decay"  # below the growth threshold: not a catapult
+
+
+def test_a_short_catapult_in_a_long_run_is_a_catapult_but_one_noisy_sample_is_not() -> None:
+    # A 400-step run sampled every step: the norm jumps to ~2.8x within a few steps, stays up for ~30
+    # steps and falls back to its start: a catapult, though it spans under 10% of the run.
+    spike = np.exp(-(((T - 20) / 15) ** 2))
+    assert classify_phase(1.0 + 1.8 * spike).phase == "catapult"
+    # A single outlier sample (here 3.25x) is averaged over PEAK_WINDOW samples: no peak, no catapult.
+    outlier = np.ones(400)
+    outlier[100] = 1.0 + 0.9 * (CATAPULT_MIN_GROWTH - 1.0) * PEAK_WINDOW  # window mean just below the threshold
+    assert classify_phase(outlier).phase == "decoupled"
+
+
+def test_nodes_are_classified_one_by_one_and_the_run_takes_the_leading_phase() -> None:
+    quiet = wander()
+    decaying = SYNTHETIC["decay"]
+    catapult = SYNTHETIC["catapult"]
+    # The total norm of a large quiet node and a small catapulting one would read decoupled.
+    total = np.sqrt((10 * quiet) ** 2 + catapult**2)
+    assert classify_phase(total).phase == "decoupled"
+    verdict = classify_nodes({"fc1": 10 * quiet, "out": catapult})
+    assert verdict.phase == "catapult" and verdict.node == "out"
+    assert verdict.nodes == {"fc1": "decoupled", "out": "catapult"}
+    assert classify_nodes({"fc1": quiet, "fc2": decaying}).phase == "decay"
+    assert classify_nodes({"fc1": catapult, "out": SYNTHETIC["divergent"]}).phase == "divergent"
+    assert classify_nodes({"fc1": quiet}, status="diverged").phase == "divergent"
+    # Among nodes in the leading phase, the one with the largest peak decides.
+    assert classify_nodes({"a": catapult, "b": 1.0 + 2.0 * (catapult - 1.0)}).node == "b"
+    assert set(verdict.as_dict()) >= {"phase", "node", "nodes", "peak_ratio", "final_ratio"}
+    with pytest.raises(ConfigError, match="at least one node"):
+        classify_nodes({})
 
 
 def test_oscillation_flag() -> None:

@@ -23,7 +23,7 @@ from ninr.probes.implicit import (
 )
 from ninr.probes.niw import CurvatureProbe, LossProbe, NIWProbe, merge_rows
 from ninr.probes.noise import probe_noise, replaying
-from ninr.probes.phases import PHASES, PhaseResult, classify_phase, oscillates
+from ninr.probes.phases import PHASES, NodesPhase, PhaseResult, classify_nodes, classify_phase, oscillates
 
 __all__ = [
     "PHASES",
@@ -35,9 +35,11 @@ __all__ = [
     "HessianOperator",
     "LossProbe",
     "NIWProbe",
+    "NodesPhase",
     "PhaseResult",
     "calibrate_sigma",
     "check_implicit_regularization",
+    "classify_nodes",
     "classify_phase",
     "fit_decay",
     "hutchinson_trace",
