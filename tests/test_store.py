@@ -129,3 +129,10 @@ def test_csv_export_is_the_union_of_columns(tmp_path):
     rows = list(csv.DictReader(io.StringIO(path.read_text())))
     assert rows == [{"a": "1", "b": "", "c": ""}, {"a": "2", "b": "", "c": "x,y"}]
     assert records_to_csv([]) == "\n"
+
+
+def test_csv_cells_holding_a_dict_or_list_are_json():
+    text = records_to_csv([{"phase_nodes": {"out": "catapult", "fc1": "decay"}, "stds": [0.1, 0.2]}])
+    row = next(csv.DictReader(io.StringIO(text)))
+    assert json.loads(row["phase_nodes"]) == {"fc1": "decay", "out": "catapult"}
+    assert json.loads(row["stds"]) == [0.1, 0.2]

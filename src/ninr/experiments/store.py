@@ -165,7 +165,10 @@ class ResultStore:
 
 
 def records_to_csv(records: Sequence[Mapping[str, Any]]) -> str:
-    """CSV text of ``records``: the union of their keys as columns, in first-seen order; missing cells empty."""
+    """CSV text of ``records``: the union of their keys as columns, in first-seen order; missing cells empty.
+
+    A list or dict value (e.g. ``phase_nodes``) is written as compact JSON, so the cell parses back.
+    """
     columns: dict[str, None] = {}
     for rec in records:
         columns.update(dict.fromkeys(rec))
@@ -173,8 +176,16 @@ def records_to_csv(records: Sequence[Mapping[str, Any]]) -> str:
     writer = csv.DictWriter(buffer, fieldnames=list(columns), restval="", lineterminator="\n")
     writer.writeheader()
     for rec in records:
-        writer.writerow({k: ("" if v is None else v) for k, v in rec.items()})
+        writer.writerow({k: _cell(v) for k, v in rec.items()})
     return buffer.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, separators=(",", ":"), sort_keys=isinstance(value, dict))
+    return value
 
 
 def find_stores(root: str | Path) -> list[ResultStore]:
