@@ -87,6 +87,13 @@ def test_nodes_are_classified_one_by_one_and_the_run_takes_the_leading_phase() -
     assert classify_nodes({"fc1": quiet, "fc2": decaying}).phase == "decay"
     assert classify_nodes({"fc1": catapult, "out": SYNTHETIC["divergent"]}).phase == "divergent"
     assert classify_nodes({"fc1": quiet}, status="diverged").phase == "divergent"
+    # A node that only drifted up (divergent, below the growth threshold) yields to one that decays,
+    # and decides the run when nothing else happens.
+    drift = np.linspace(1.0, 1.0 + 1.5 * DECOUPLED_MAX_CHANGE, 400)
+    assert classify_phase(drift).phase == "divergent" and classify_phase(drift).drift
+    assert not classify_phase(SYNTHETIC["divergent"]).drift
+    assert classify_nodes({"fc1": drift, "out": decaying}).phase == "decay"
+    assert classify_nodes({"fc1": drift, "out": quiet}).phase == "divergent"
     # Among nodes in the leading phase, the one with the largest peak decides.
     assert classify_nodes({"a": catapult, "b": 1.0 + 2.0 * (catapult - 1.0)}).node == "b"
     assert set(verdict.as_dict()) >= {"phase", "node", "nodes", "peak_ratio", "final_ratio"}

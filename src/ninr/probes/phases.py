@@ -49,10 +49,14 @@ and falls as the curvature relaxes). A window of 10% of the run, used before, sm
 400-step runs away: the output node of a full-NINR MLP at sigma 24 rose to 2.9x in 5 steps and fell back
 to 1.0x, and read as a 2.0x peak."""
 
-PHASE_PRECEDENCE = ("divergent", "catapult", "decay", "decoupled")
-"""How a run with several nodes (full-NINR) gets one phase: the first phase in this order that any node
+PHASE_PRECEDENCE = ("divergent", "catapult", "decay", "drift", "decoupled")
+"""How a run with several nodes (full-NINR) gets one phase: the first entry in this order that any node
 is in. A network diverges if one node does; a node's catapult is the event the catapult phase names,
-whatever the quieter nodes do; and a run decays if any node does."""
+whatever the quieter nodes do; and a run decays if any node does. ``drift`` is a node labelled
+divergent only because its norm ended more than ``DECOUPLED_MAX_CHANGE`` up without reaching
+``CATAPULT_MIN_GROWTH`` (``PhaseResult.drift``): alone, it makes the run divergent, but beside a node
+that decays or catapults it is the weaker evidence (a CNN's fc1 node at sigma 10, with little curvature,
+random-walks up ~30% in 80 steps while its output node decays)."""
 
 OSCILLATION_MIN_FLIPS = 0.5
 """A signed trajectory *oscillates* when its sign flips in at least half of the steps while it is
@@ -70,6 +74,7 @@ class PhaseResult:
     peak_ratio: float  # max norm / initial norm
     final_ratio: float  # final norm / initial norm
     oscillating: bool | None = None  # only when a signed trajectory was given
+    drift: bool = False  # divergent only by ending above DECOUPLED_MAX_CHANGE, below the growth threshold
 
     def as_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -139,7 +144,8 @@ def classify_phase(
             )
         return PhaseResult("divergent", f"grew {peak:.3g}x and did not come back", peak, final, osc)
     if final > 1.0 + DECOUPLED_MAX_CHANGE:
-        return PhaseResult("divergent", f"grew to {final:.3g}x and was still up at the end", peak, final, osc)
+        reason = f"grew to {final:.3g}x and was still up at the end"
+        return PhaseResult("divergent", reason, peak, final, osc, drift=True)
     if final >= 1.0 - DECOUPLED_MAX_CHANGE:
         return PhaseResult("decoupled", f"final norm {final:.3g}x the initial one", peak, final, osc)
     return PhaseResult("decay", f"final norm {final:.3g}x the initial one", peak, final, osc)
@@ -166,8 +172,9 @@ def classify_nodes(
 ) -> NodesPhase:
     """The phase of a run from each node's NIW norm trajectory (full-NINR has one node per layer).
 
-    Each node is classified on its own with :func:`classify_phase`; the run's phase is the first of
-    :data:`PHASE_PRECEDENCE` that some node is in (among those, the node with the largest peak decides).
+    Each node is classified on its own with :func:`classify_phase`; the run's phase is that of the node
+    first in :data:`PHASE_PRECEDENCE` (a drifting node counts as ``drift``; among equals, the node with
+    the largest peak decides).
     Node by node, not on the total norm: the nodes' curvatures differ by orders of magnitude (in the
     3-layer MLP the output node's is ~250x the input node's), so a total norm dominated by the large,
     quiet input-layer node hides an output node that catapults.
@@ -180,5 +187,10 @@ def classify_nodes(
         raise ConfigError("`norms` must hold at least one node's trajectory, got none")
     results = {name: classify_phase(v, losses, status=status) for name, v in norms.items()}
     rank = {p: i for i, p in enumerate(PHASE_PRECEDENCE)}
-    node = min(results, key=lambda n: (rank[results[n].phase], -results[n].peak_ratio))
+
+    def order(name: str) -> tuple[int, float]:
+        r = results[name]
+        return rank["drift" if r.drift else r.phase], -r.peak_ratio
+
+    node = min(results, key=order)
     return NodesPhase(results[node], node, {n: r.phase for n, r in results.items()})
