@@ -1,8 +1,9 @@
 """Experiments machinery: preset files, sweeps, run ids, executors, interrupt and resume, CLI.
 
 The tiny preset (configs/tiny.toml: synthetic data, FC and CNN x {None, in-NINR} x 2 seeds, 5 SGD
-steps) is the oracle: the in-process records are the reference every other path must reproduce
-exactly.
+steps) is the oracle: the in-process records (the FC runs trained as one stack of 4, the CNN runs one
+by one: on the CPU convolutions do not stack) are the reference every other path must reproduce
+exactly; records trained one by one (``stack=False``) agree with them to float tolerance.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ from ninr.experiments import (
     run,
     run_specs,
 )
+from ninr.experiments.executors import run_planned
 from ninr.experiments.parts import PARTS
+from ninr.experiments.tasks import Task
 from ninr.train import TrainConfig, resolve, run_id
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,10 +51,25 @@ def tiny_specs() -> list[RunSpec]:
 
 
 @pytest.fixture(scope="module")
-def reference_records(tiny_specs, tmp_path_factory) -> dict[str, list[dict]]:
-    """The uninterrupted in-process sweep of the tiny preset: run id -> records."""
+def reference_store(tiny_specs, tmp_path_factory) -> ResultStore:
+    """The uninterrupted in-process sweep of the tiny preset."""
     store = ResultStore(tmp_path_factory.mktemp("reference") / "table")
     assert run_specs(tiny_specs, store, Executor()) == (8, 0)
+    return store
+
+
+@pytest.fixture(scope="module")
+def reference_records(reference_store) -> dict[str, list[dict]]:
+    """Run id -> records of the reference sweep."""
+    return _by_id(reference_store)
+
+
+@pytest.fixture(scope="module")
+def unstacked_records(tiny_specs, tmp_path_factory) -> dict[str, list[dict]]:
+    """The same sweep with every run on its own (``stack=False``): what ``run(spec)`` gives."""
+    store = ResultStore(tmp_path_factory.mktemp("unstacked") / "table")
+    assert run_specs(tiny_specs, store, Executor(), stack=False) == (8, 0)
+    assert all("stacked" not in r.meta for r in store.results())
     return {r.run_id: r.records for r in store.results()}
 
 
@@ -164,10 +182,10 @@ def test_repository_presets_resolve():
 # ---------------------------------------------------------------- run
 
 
-def test_run_is_deterministic_and_tidy(tiny_specs, reference_records):
+def test_run_is_deterministic_and_tidy(tiny_specs, unstacked_records):
     spec = tiny_specs[3]
     records = run(spec)
-    assert records == reference_records[spec.run_id]
+    assert records == unstacked_records[spec.run_id]
     assert [r["epoch"] for r in records] == [1, 2] and [r["final"] for r in records] == [False, True]
     assert all("epoch_time_s" not in r for r in records)
     assert records[-1]["run_status"] == "stopped" and records[-1]["step"] == 5
@@ -193,7 +211,7 @@ class _PhaseHook(RunHook):
         return {"phase": "decay", "hook_steps": self.steps}
 
 
-def test_run_hook_adds_fields_to_the_final_record_without_changing_training(tiny_specs, reference_records):
+def test_run_hook_adds_fields_to_the_final_record_without_changing_training(tiny_specs, unstacked_records):
     if "test-phase" not in RUN_HOOKS:
         RUN_HOOKS.add("test-phase", _PhaseHook)
     spec = tiny_specs[0]
@@ -202,17 +220,17 @@ def test_run_hook_adds_fields_to_the_final_record_without_changing_training(tiny
     assert records[-1]["phase"] == "decay" and records[-1]["hook_steps"] == 5
     strip = ("run_id", "phase", "hook_steps", "expected_phase")
     clean = [{k: v for k, v in r.items() if k not in strip} for r in records]
-    assert clean == [{k: v for k, v in r.items() if k not in strip} for r in reference_records[spec.run_id]]
+    assert clean == [{k: v for k, v in r.items() if k not in strip} for r in unstacked_records[spec.run_id]]
 
 
-def test_phase_hook_classifies_ninr_runs_only(tiny_specs, reference_records):
+def test_phase_hook_classifies_ninr_runs_only(tiny_specs, unstacked_records):
     from ninr.probes import PHASES
 
     for spec in (tiny_specs[0], tiny_specs[2]):  # FC None, FC in-NINR
         hooked = RunSpec(spec.part, spec.study, spec.arch, spec.label, spec.seed, spec.train, spec.phase, ("phase",))
         records = run(hooked)
         same = [{k: v for k, v in r.items() if k != "run_id"} for r in records[:-1]]
-        assert same == [{k: v for k, v in r.items() if k != "run_id"} for r in reference_records[spec.run_id][:-1]]
+        assert same == [{k: v for k, v in r.items() if k != "run_id"} for r in unstacked_records[spec.run_id][:-1]]
         final = records[-1]
         if spec.train.methods:
             assert final["phase"] in PHASES and final["phase_reason"] and final["niw_peak_ratio"] > 0
@@ -244,11 +262,11 @@ def test_process_pool_gives_the_in_process_records(tiny_specs, reference_records
     assert not list((tmp_path / "failing" / "runs").glob(".*.tmp"))
 
 
-def fail_on_cnn_ninr_seed_1(spec: RunSpec) -> list[dict]:
-    """A run function that fails on one run (module level: picklable for workers)."""
-    if (spec.arch, spec.label, spec.seed) == ("CNN", "in-NINR (Decay)", 1):
+def fail_on_cnn_ninr_seed_1(task: Task) -> list:
+    """A task function that fails on the task holding one run (module level: picklable for workers)."""
+    if any((s.arch, s.label, s.seed) == ("CNN", "in-NINR (Decay)", 1) for s in task.specs):
         raise RuntimeError("injected failure")
-    return run(spec)
+    return run_planned(task)
 
 
 def test_dask_local_cluster_gives_the_in_process_records(tiny_specs, reference_records, tmp_path):
@@ -269,6 +287,101 @@ def test_dask_worker_processes_give_the_in_process_records(tiny_specs, reference
     assert _by_id(store) == reference_records
 
 
+def test_stacked_and_one_by_one_records_agree_to_float_tolerance(reference_store, unstacked_records, tiny_specs):
+    stacked = {r.run_id: r for r in reference_store.results()}
+    assert stacked.keys() == unstacked_records.keys() == {s.run_id for s in tiny_specs}
+    fc = [s.run_id for s in tiny_specs if s.arch == "FC"]
+    assert [stacked[i].meta["stacked"] for i in fc] == [{"runs": 4, "index": k} for k in range(4)]
+    assert all("stacked" not in r.meta for i, r in stacked.items() if i not in fc)  # CNN: one by one on the CPU
+    for rid, alone in unstacked_records.items():
+        rows = stacked[rid].records
+        assert [r.keys() for r in rows] == [r.keys() for r in alone]
+        for got, want in zip(rows, alone, strict=True):
+            for key, value in want.items():
+                expected = pytest.approx(value, rel=1e-4, abs=1e-6) if isinstance(value, float) else value
+                assert got[key] == expected, (rid, key)
+
+
+def _labels(tasks: list[Task]) -> list[tuple]:
+    """``("FN0", "FN1", "stack")``: arch, row and seed of each run of a task, and whether it is a stack."""
+    return [tuple(f"{s.arch[0]}{s.label[0]}{s.seed}" for s in t.specs) + ("stack",) * t.stacked for t in tasks]
+
+
+def test_plan_groups_stacks_by_family_and_balances_them_over_workers(tiny_specs, caplog):
+    import logging
+
+    from ninr.experiments import plan_tasks
+
+    with caplog.at_level(logging.INFO, logger="ninr.train.stacked"):
+        one = plan_tasks(tiny_specs)
+    cnn = [("CN0",), ("CN1",), ("Ci0",), ("Ci1",)]
+    assert _labels(one) == [("FN0", "FN1", "Fi0", "Fi1", "stack"), *cnn]
+    assert "CNN | None | seed 0: one by one: model 'cnn' has convolutions" in caplog.text
+    # Every worker gets its share of each stack (near-equal consecutive chunks), never more than max_stack.
+    assert _labels(plan_tasks(tiny_specs, workers=2)) == [("FN0", "FN1", "stack"), ("Fi0", "Fi1", "stack"), *cnn]
+    assert [len(t.specs) for t in plan_tasks(tiny_specs, workers=3)][:3] == [2, 1, 1]
+    assert [len(t.specs) for t in plan_tasks(tiny_specs, workers=8)][:4] == [1, 1, 1, 1]
+    assert [len(t.specs) for t in plan_tasks(tiny_specs, max_stack=3)][:2] == [2, 2]
+    assert all(not t.stacked for t in plan_tasks(tiny_specs, stack=False))
+    # Only runs with the same hooks and options share a stack.
+    hooked = [RunSpec(s.part, s.study, s.arch, s.label, s.seed, s.train, s.phase, ("phase",)) for s in tiny_specs[:2]]
+    mixed = plan_tasks([*hooked, *tiny_specs[2:4]])
+    assert [[s.hooks for s in t.specs] for t in mixed] == [[("phase",)] * 2, [(), ()]]
+
+
+def test_mixed_sweep_stacks_what_it_can_and_logs_why_the_rest_goes_one_by_one(tmp_path, caplog):
+    """FC x {None, L2, Dropout, in-NINR, CDT} x 2 seeds with the phase hook: dropout runs go one by one."""
+    import logging
+
+    variants = [
+        {"label": "None"},
+        {"label": "L2", "methods": [{"name": "l2", "params": {"coefficient": 1e-3}}]},
+        {"label": "Dropout", "methods": [{"name": "dropout", "params": {"rate": 0.3}}]},
+        {"label": "in-NINR", "methods": [{"name": "in-ninr", "params": {"sigma": 2.0}}]},
+        {"label": "CDT", "methods": [{"name": "cdt", "params": {"strength": 0.2}}]},
+    ]
+    train = {"dataset": "synthetic", "dataset_kwargs": {"n_train": 96, "n_test": 32}, "batch_size": 32, "epochs": 2}
+    doc = {"table": {"seeds": 2, "hooks": ["phase"], "train": train, "variant": variants}}
+    doc["table"]["arch"] = {"FC": {"model": "mlp", "model_kwargs": {"width": 16}}}
+    specs = expand_preset(parse_preset(doc, name="mixed"))["table"]
+    stacked, alone = ResultStore(tmp_path / "stacked"), ResultStore(tmp_path / "alone")
+    with caplog.at_level(logging.INFO, logger="ninr.train.stacked"):
+        assert run_specs(specs, stacked, Executor()) == (10, 0)
+    assert "Dropout | seed 0: one by one: method(s) ['dropout'] have no stacked form" in caplog.text
+    assert run_specs(specs, alone, Executor(), stack=False) == (10, 0)
+    for spec in specs:
+        got, want = stacked.read(spec.run_id), alone.read(spec.run_id)
+        assert ("stacked" in got.meta) == (spec.label != "Dropout")
+        if spec.label == "Dropout":
+            assert got.records == want.records
+            continue
+        assert got.meta["stacked"]["runs"] == 8
+        final, expected = got.records[-1], want.records[-1]
+        assert final["test_acc"] == pytest.approx(expected["test_acc"], abs=1e-6)
+        assert final.get("phase") == expected.get("phase")  # the phase hook ran on the stacked run too
+        if "niw_peak_ratio" in expected:
+            assert final["niw_peak_ratio"] == pytest.approx(expected["niw_peak_ratio"], rel=1e-4)
+
+
+def test_stack_setting_in_the_preset_and_on_the_command_line(tmp_path):
+    from ninr.experiments import run_study
+
+    for stack, stacked in ((None, True), (False, False)):
+        doc = _preset({} if stack is None else {"stack": stack})
+        assert parse_preset(doc).studies[0].stack is stack
+        summary = run_study(parse_preset(doc), "table", tmp_path / str(stack), Executor(), quiet=True)
+        assert [("stacked" in r.meta) for r in summary.store.results()] == [stacked, stacked]
+    with pytest.raises(ConfigError, match=r"`\[table\].stack` must be true or false"):
+        parse_preset(_preset({"stack": "yes"}))
+    phases = {"name": "t", "phases": {"seeds": [0], "stack": True, "options": {"linear": {"steps": 5}}}}
+    with pytest.raises(ConfigError, match=r"\[phases\].stack: the phases part trains its runs one by one"):
+        expand_preset(parse_preset(phases))
+    out = tmp_path / "res"
+    assert main(["sweep", str(TINY), "--out", str(out), "--only", "table", "--quiet", "--no-stack"]) == 0
+    assert all("stacked" not in r.meta for r in ResultStore(out / "table").results())
+    assert ResultStore(out / "table").sessions()[-1]["stacks"] == 0
+
+
 def test_make_executor_choices():
     assert type(make_executor()) is Executor and type(make_executor(workers=1)) is Executor
     with pytest.raises(ConfigError, match="choose one executor"):
@@ -279,33 +392,78 @@ def test_make_executor_choices():
 
 
 class FailOnNth:
-    """Runs normally until the ``n``-th call, which raises (a kill in the middle of a run)."""
+    """Runs tasks normally until the ``n``-th, which raises (a kill in the middle of a task); logs each task."""
 
     def __init__(self, n: int) -> None:
         self.n, self.calls = n, 0
+        self.tasks: list[Task] = []
 
-    def __call__(self, spec: RunSpec) -> list[dict]:
+    def __call__(self, task: Task) -> list:
         self.calls += 1
+        self.tasks.append(task)
         if self.calls == self.n:
-            raise KeyboardInterrupt("killed during run")
-        return run(spec)
+            raise KeyboardInterrupt("killed during a task")
+        return run_planned(task)
 
 
 def test_interrupted_sweep_resumes_to_exactly_the_uninterrupted_records(tiny_specs, reference_records, tmp_path):
+    # In-process plan: the 4 FC runs as one stack, then the 4 CNN runs one by one; the 4th task is killed.
     store = ResultStore(tmp_path / "table")
     with pytest.raises(KeyboardInterrupt):
         run_specs(tiny_specs, store, Executor(), run_fn=FailOnNth(4))
-    assert len(store.run_ids()) == 3
+    assert len(store.run_ids()) == 6
     assert store.sessions()[-1]["status"] == "interrupted"
     with pytest.raises(ConfigError, match="--resume"):
         run_specs(tiny_specs, store, Executor())
     counting = FailOnNth(0)
-    assert run_specs(tiny_specs, store, Executor(), resume=True, run_fn=counting) == (5, 3)
-    assert counting.calls == 5  # nothing finished was recomputed
+    assert run_specs(tiny_specs, store, Executor(), resume=True, run_fn=counting) == (2, 6)
+    assert counting.calls == 2  # nothing finished was recomputed
     assert _by_id(store) == reference_records
     records = store.records()
     assert len(records) == 16 and len({(r["run_id"], r["epoch"]) for r in records}) == 16
     assert run_specs(tiny_specs, store, Executor(), resume=True, run_fn=FailOnNth(1)) == (0, 8)
+
+
+class KilledAfterWrites(ResultStore):
+    """A store whose process is killed while writing the ``n``-th run file (nothing of it is written)."""
+
+    def __init__(self, root: Path, n: int) -> None:
+        super().__init__(root)
+        self.n, self.writes = n, 0
+
+    def write(self, result):
+        self.writes += 1
+        if self.writes == self.n:
+            raise KeyboardInterrupt("killed between two run files of one stack")
+        return super().write(result)
+
+
+@pytest.mark.parametrize("invariant", [True, False], ids=["missing-runs-only", "whole-stack-again"])
+def test_a_stack_interrupted_part_way_resumes_exactly(tiny_specs, reference_records, tmp_path, monkeypatch, invariant):
+    """The FC stack's results arrive together; a kill after writing 2 of its 4 runs leaves a part-finished stack.
+
+    Where a run's records do not depend on its stack (dense models on the CPU) the resumed session trains
+    only the 2 missing runs, as a stack of 2; otherwise the whole stack again, writing only the missing runs.
+    Either way: exactly the uninterrupted records, and the finished files are not rewritten.
+    """
+    import ninr.experiments.tasks as tasks_mod
+
+    if not invariant:
+        monkeypatch.setattr(tasks_mod, "composition_invariant", lambda config: False)
+    root = tmp_path / "table"
+    with pytest.raises(KeyboardInterrupt):
+        run_specs(tiny_specs, KilledAfterWrites(root, 3), Executor())
+    store = ResultStore(root)
+    fc = [s.run_id for s in tiny_specs if s.arch == "FC"]
+    assert store.run_ids() == set(fc[:2])
+    stamps = {i: store.path(i).stat().st_mtime_ns for i in fc[:2]}
+    counting = FailOnNth(0)
+    assert run_specs(tiny_specs, store, Executor(), resume=True, run_fn=counting) == (6, 2)
+    first = counting.tasks[0]
+    assert first.stacked and [s.run_id for s in first.specs] == (fc[2:] if invariant else fc)
+    assert {i: store.path(i).stat().st_mtime_ns for i in fc[:2]} == stamps
+    assert _by_id(store) == reference_records
+    assert [store.read(i).meta["stacked"]["runs"] for i in fc] == ([4, 4, 2, 2] if invariant else [4] * 4)
 
 
 def test_resume_relabels_renamed_rows_without_recomputing(tiny_specs, reference_records, tmp_path):

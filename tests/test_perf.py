@@ -112,3 +112,18 @@ def test_channels_last_helper() -> None:
     assert perf.channels_last(torch.randn(3, 4)).is_contiguous()
     assert isinstance(perf.use_channels_last("cpu"), bool)
     assert isinstance(perf.bf16_support("cpu"), bool)
+
+
+def test_channels_last_is_refused_where_the_cpu_gets_it_wrong() -> None:
+    """Strided 1x1 convolutions (ResNet shortcuts) stay contiguous on the CPU (oneDNN#6035; docs/speed.md)."""
+    from ninr.models import build_model
+    from ninr.train.run import to_conv_layout
+
+    cnn = build_model("cnn", (1, 8, 8), 10, channels=(2, 4), hidden=8)
+    resnet = build_model("resnet18", (2, 8, 8), 2, width=4)
+    assert perf.use_channels_last("cpu", cnn) and not perf.use_channels_last("cpu", resnet)
+    assert perf.use_channels_last("cuda", resnet) and not perf.use_channels_last("meta", cnn)
+    assert to_conv_layout(cnn, "cpu").conv2.weight.is_contiguous(memory_format=torch.channels_last)
+    conv = [m for m in to_conv_layout(resnet, "cpu").modules() if getattr(m, "kernel_size", None) == (3, 3)][-1]
+    assert conv.weight.is_contiguous() and not conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not perf.stack_convolutions("cpu") and perf.stack_convolutions("cuda")

@@ -18,9 +18,17 @@ from torch import nn
 from ninr.data.base import Dataset
 from ninr.errors import ConfigError
 from ninr.functional.nin import nin_additive, nin_conv2d_channel, nin_linear
-from ninr.train import MethodSpec, TrainConfig, load_run, train
+from ninr.probes.niw import NIWProbe
+from ninr.train import Callback, FitState, MethodSpec, TrainConfig, load_run, train
 from ninr.train import stacked as stacked_mod
-from ninr.train.stacked import group_stackable, stack_key, train_many, train_stacked
+from ninr.train.stacked import (
+    composition_invariant,
+    group_stackable,
+    solo_reason,
+    stack_key,
+    train_many,
+    train_stacked,
+)
 from ninr.train.stacked_model import NotStackableError, StackedNet
 from ninr.train.stacked_ops import stacked_conv2d, stacked_linear, stacked_nin_additive, stacked_nin_channel
 
@@ -189,6 +197,112 @@ def test_bf16_stack_runs_and_stays_close_to_fp32(monkeypatch: pytest.MonkeyPatch
         assert b.status == "completed"
         assert b.final["train_loss"] == pytest.approx(a.final["train_loss"], rel=0.05)
         assert next(b.model.parameters()).dtype == torch.float32
+
+
+# -- per-run callbacks ---------------------------------------------------------------------------------------
+
+
+class Recorder(Callback):
+    """Logs every hook with the state it sees (what a probe may read)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def _log(self, hook: str, state: FitState, record: dict | None = None) -> None:
+        loss = None if state.loss is None else float(state.loss)
+        epoch_of_record = None if record is None else record["epoch"]
+        self.calls.append((hook, state.epoch, state.step, state.status, loss, epoch_of_record, len(state.records)))
+
+    def on_train_start(self, state: FitState) -> None:
+        self._log("start", state)
+
+    def on_step_end(self, state: FitState) -> None:
+        self._log("step", state)
+
+    def on_epoch_end(self, state: FitState, record: dict) -> None:
+        self._log("epoch", state, record)
+
+    def on_train_end(self, state: FitState) -> None:
+        self._log("end", state)
+
+
+def _same_calls(stacked: list[tuple], alone: list[tuple]) -> None:
+    assert [c[:4] + c[5:] for c in stacked] == [c[:4] + c[5:] for c in alone]
+    for s_call, a_call in zip(stacked, alone, strict=True):
+        want = a_call[4] if a_call[4] is None else pytest.approx(a_call[4], rel=RTOL, nan_ok=True)
+        assert s_call[4] == want
+
+
+def test_callbacks_see_each_stacked_run_as_a_lone_run_sees_itself() -> None:
+    """Hooks, order, step, epoch, status and loss as in ``fit``: a run that diverges, runs stopped by max_steps."""
+    configs = [cfg("mlp", MIXED[1], seed=0, max_steps=10, epochs=3), cfg("mlp", seed=1, lr=1e6, max_steps=10, epochs=3)]
+    configs.append(cfg("mlp", seed=2, max_steps=10, epochs=3))
+    recorders = [Recorder() for _ in configs]
+    results = train_many(configs, data=DATA, callbacks=[[r] for r in recorders])
+    assert [r.status for r in results] == ["stopped", "diverged", "stopped"]
+    for config, recorder in zip(configs, recorders, strict=True):
+        alone = Recorder()
+        train(config, data=DATA, callbacks=[alone])
+        _same_calls(recorder.calls, alone.calls)
+    assert [c[0] for c in recorders[0].calls].count("step") == 10 and recorders[0].calls[-1][0] == "end"
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_a_niw_probe_on_a_stacked_run_reads_what_it_reads_alone_and_changes_nothing(model: str) -> None:
+    configs = [cfg(model, m, seed=i) for i, m in enumerate(MIXED)]
+    probes = [NIWProbe(every=1) for _ in configs]
+    probed = train_stacked(configs, data=DATA, callbacks=[[p] for p in probes])
+    bare = train_stacked(configs, data=DATA)
+    for p, b in zip(probed, bare, strict=True):  # attaching the probe changes nothing, bit for bit
+        assert [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in p.records] == [
+            {k: v for k, v in r.items() if k != "epoch_time_s"} for r in b.records
+        ]
+    assert probes[0].rows == [{"step": s} for s in range(10)]  # no NIWs: a sample of nothing per step
+    for config, probe in zip(configs[1:], probes[1:], strict=True):
+        alone = NIWProbe(every=1)
+        train(config, data=DATA, callbacks=[alone])
+        assert [r["step"] for r in probe.rows] == [r["step"] for r in alone.rows] == list(range(10))
+        for got, want in zip(probe.rows, alone.rows, strict=True):
+            assert got.keys() == want.keys() and len(got) > 1
+            assert got == pytest.approx(want, rel=RTOL)
+
+
+def test_callbacks_must_be_one_sequence_per_config() -> None:
+    with pytest.raises(ConfigError, match="one sequence per config"):
+        train_many([cfg(seed=0), cfg(seed=1)], data=DATA, callbacks=[[]])
+
+
+# -- what stacks, and what a stack's composition changes ----------------------------------------------------
+
+
+def test_a_dense_run_gets_the_same_bits_in_any_stack() -> None:
+    """The property the sweep relies on to split stacks over workers and resume part-finished stacks."""
+    a = cfg("mlp", MIXED[1], seed=0, max_steps=6)
+    b, c = cfg("mlp", seed=1, max_steps=6), cfg("mlp", MIXED[2], seed=2, lr=0.1, max_steps=6)
+    d = cfg("mlp", (MethodSpec("l2", {"coefficient": 1e-3}),), seed=3, momentum=0.9, max_steps=6)
+    assert composition_invariant(a)
+    reference = train_stacked([a], data=DATA)[0]
+    for stack, slot in (([b, a], 1), ([a, c, d], 0), ([d, c, b, a], 3)):
+        got = train_stacked(stack, data=DATA)[slot]
+        strip = lambda rs: [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in rs]  # noqa: E731
+        assert strip(got.records) == strip(reference.records)
+        for p, q in zip(got.model.state_dict().values(), reference.model.state_dict().values(), strict=True):
+            assert torch.equal(p, q)
+
+
+def test_which_configs_train_one_by_one_and_why(caplog: pytest.LogCaptureFixture) -> None:
+    assert solo_reason(cfg("mlp")) is None
+    assert "dropout" in str(solo_reason(cfg("mlp", (MethodSpec("dropout"),))))
+    assert "has convolutions, which train faster one by one than stacked on cpu" in str(solo_reason(cfg("cnn")))
+    assert not composition_invariant(cfg("cnn"))
+    assert "has no stacked form" in str(solo_reason(cfg("mlp").replace(model="resnet18", model_kwargs={"width": 4})))
+    cnns = [cfg("cnn", seed=s, max_steps=2, epochs=1) for s in range(2)]
+    assert group_stackable(cnns) == [[0], [1]]
+    with caplog.at_level(logging.INFO, logger="ninr.train.stacked"):
+        results = train_many(cnns, data=DATA)
+    assert all("stacked" not in r.setup for r in results) and "has convolutions" in caplog.text
+    (lone,) = train_many([cfg("mlp", max_steps=2, epochs=1)], data=DATA, min_stack=1)
+    assert lone.setup["stacked"] == {"runs": 1, "index": 0}
 
 
 # -- the stacked ops against the single-run functional ops, in float64 --------------------------------------

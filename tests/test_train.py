@@ -84,11 +84,30 @@ def test_run_directory_contents_and_reload(tmp_path: torch.Tensor) -> None:
     assert summary["status"] == "stopped"
     model, cfg = load_run(out)
     assert cfg.to_dict()["methods"][0]["name"] == "in-ninr"
+    channels_last = torch.channels_last
+    assert result.model.conv2.weight.is_contiguous(memory_format=channels_last)  # ninr.perf.use_channels_last
+    assert model.conv2.weight.is_contiguous(memory_format=channels_last)  # reloaded in the trained layout
     result.model.eval()
     x = DATA.x_test[:16]
     assert torch.equal(model(x), result.model(x))
     _, acc = evaluate(model, DATA.x_test, DATA.y_test)
     assert acc == pytest.approx(result.final["test_acc"])
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_channels_last_changes_a_cnn_run_only_in_the_last_bits(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ninr.train.run
+
+    cfg = config(methods=NINR, model="cnn", epochs=1, max_steps=6)
+    fast = train(cfg, data=DATA)
+    monkeypatch.setattr(ninr.train.run, "use_channels_last", lambda *args: False)
+    plain = train(cfg, data=DATA)
+    assert not plain.model.conv2.weight.is_contiguous(memory_format=torch.channels_last)
+    for key, value in without_time(plain.records)[-1].items():
+        want = pytest.approx(value, rel=1e-4, abs=1e-6) if isinstance(value, float) else value
+        assert without_time(fast.records)[-1][key] == want, key
+    for p, q in zip(fast.model.state_dict().values(), plain.model.state_dict().values(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
 
 
 def test_existing_run_is_never_overwritten_silently(tmp_path: torch.Tensor) -> None:

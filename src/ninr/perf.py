@@ -15,6 +15,8 @@ measurements behind each default).
   (``NINR_ALLOW_EMULATED_BF16=1`` runs it anyway, for tests and accuracy comparisons).
   :func:`autocast` is the context the fit loops wrap around forward and loss.
 - **Channels-last.** :func:`use_channels_last` is the policy for convolutions (on for CPU and CUDA).
+- **Stacking convolutions.** :func:`stack_convolutions` says whether runs of a convolutional model should
+  share a stack (``ninr.train.stacked``): not on CPU, where one by one (channels-last) is faster.
 """
 
 from __future__ import annotations
@@ -169,9 +171,34 @@ def autocast(precision: str, device: str | torch.device = "cpu") -> contextlib.A
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
 
 
-def use_channels_last(device: str | torch.device = "cpu") -> bool:
-    """Whether convolutions should run channels-last on ``device`` (measured faster on CPU; see docs/speed.md)."""
-    return torch.device(device).type in ("cpu", "cuda")
+def use_channels_last(device: str | torch.device = "cpu", model: torch.nn.Module | None = None) -> bool:
+    """Whether convolutions should run channels-last on ``device`` (measured faster on CPU; see docs/speed.md).
+
+    Given ``model``: not on the CPU when it has a strided 1x1 convolution (ResNet shortcuts). oneDNN's nhwc
+    path for those ("reduce to unit stride") writes past its workspace when a group has fewer input
+    channels than its block (uxlfoundation/oneDNN#6035). Reproduced with torch 2.13 on an AVX2 CPU:
+    ``Conv2d(4, 8, 1, stride=2)`` channels-last crashed the process on one thread and, on two, returned a
+    weight gradient 52% off, silently. Contiguous convolutions are not affected.
+    """
+    kind = torch.device(device).type
+    if kind not in ("cpu", "cuda"):
+        return False
+    if kind == "cpu" and model is not None:
+        for m in model.modules():
+            if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1) and m.stride != (1, 1):
+                return False
+    return True
+
+
+def stack_convolutions(device: str | torch.device = "cpu") -> bool:
+    """Whether runs of a model with convolutions should be trained as one stack on ``device``.
+
+    Not on CPU: a grouped convolution is no faster than K plain ones there and the stack's activations fall
+    out of cache, so 4 quick-preset CNN runs took 35 s stacked against 22 s one by one channels-last (1 thread;
+    docs/speed.md). On CUDA, yes: there a small convolution's time is launch overhead, which a stack shares
+    (not measured on this project's machines).
+    """
+    return torch.device(device).type == "cuda"
 
 
 def channels_last(x: torch.Tensor, enabled: bool = True) -> torch.Tensor:

@@ -35,6 +35,11 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     )
     where.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT", help="run on an existing Dask cluster")
     p.add_argument("--resume", action="store_true", help="keep finished runs in --out and run only the missing ones")
+    p.add_argument(
+        "--no-stack",
+        action="store_true",
+        help="train every run on its own (default: runs that share an architecture train as one stack)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-run lines (for logs)")
     p.add_argument("--out", default=None, help="results directory (default: results/<preset name>)")
 
@@ -72,7 +77,9 @@ def _run_parts(preset: Preset, args: argparse.Namespace) -> tuple[Path, list[Any
     summaries = []
     with make_executor(workers=args.workers, dask_local=args.dask_local, scheduler=args.scheduler) as executor:
         for part in ordered(preset.parts()):
-            summary = run_study(preset, part, out, executor, resume=args.resume, quiet=args.quiet)
+            summary = run_study(
+                preset, part, out, executor, resume=args.resume, quiet=args.quiet, stack=not args.no_stack
+            )
             summary.store.export_csv(summary.store.root / "records.csv", summary.store.read_study()["run_ids"])
             summaries.append(summary)
             print(summary.line(), file=sys.stderr)

@@ -9,6 +9,7 @@ A *preset* file (``configs/quick.toml``) names a study and holds one section per
     [table]
     seeds = [0, 1]                       # or a count: seeds = 2 means [0, 1]
     hooks = []                           # run hooks by name (see ninr.experiments.run.RUN_HOOKS)
+    stack = true                         # train runs that share an architecture as one stack (default)
 
     [table.train]                        # TrainConfig fields shared by every run
     dataset = "fashion-mnist"
@@ -41,7 +42,7 @@ from ninr.errors import ConfigError, check_nonneg_int, did_you_mean, fail
 from ninr.train.config import MethodSpec
 
 PRESET_KEYS = ("name", "description")
-STUDY_KEYS = ("seeds", "hooks", "train", "arch", "variant", "options")
+STUDY_KEYS = ("seeds", "hooks", "stack", "train", "arch", "variant", "options")
 VARIANT_KEYS = ("label", "methods", "phase", "train", "per_arch")
 PER_ARCH_KEYS = ("methods", "train")
 
@@ -67,7 +68,12 @@ class Variant:
 
 @dataclass(frozen=True)
 class StudyConfig:
-    """One part of a preset: a grid of architectures x variants x seeds."""
+    """One part of a preset: a grid of architectures x variants x seeds.
+
+    ``stack``: whether runs that can share a stack are trained as one (``ninr.experiments.tasks``);
+    ``None`` (not set) means the part's default: on where the part can (the table part). It never
+    enters a run id: stacked and one-by-one records agree to float tolerance.
+    """
 
     part: str
     seeds: tuple[int, ...]
@@ -76,6 +82,7 @@ class StudyConfig:
     variants: tuple[Variant, ...] = ()
     hooks: tuple[str, ...] = ()
     options: Mapping[str, Any] = field(default_factory=dict)
+    stack: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -211,7 +218,10 @@ def parse_study(part: str, data: Any) -> StudyConfig:
     if not isinstance(hooks, list) or not all(isinstance(h, str) for h in hooks):
         raise fail(f"[{part}].hooks", "a list of hook names", hooks)
     options = _table(f"[{part}.options]", data.get("options", {}))
-    return StudyConfig(part, parse_seeds(data["seeds"]), train, archs, variants, tuple(hooks), options)
+    stack = data.get("stack")
+    if stack is not None and not isinstance(stack, bool):
+        raise fail(f"[{part}].stack", "true or false", stack)
+    return StudyConfig(part, parse_seeds(data["seeds"]), train, archs, variants, tuple(hooks), options, stack)
 
 
 def parse_preset(data: Mapping[str, Any], *, name: str = "", source: str = "", text: str = "") -> Preset:

@@ -1,10 +1,12 @@
 """Executors: where the runs of a sweep execute. In-process (default), a local process pool, or Dask.
 
-Every executor maps ``execute(spec, run_fn)`` over the specs and yields each :class:`RunResult` as
-it finishes (completion order). Results travel back to the calling process, which alone writes
-the store, so Dask workers on other machines need no shared file system.
+Every executor maps ``execute(task, run_fn)`` over the tasks (:class:`ninr.experiments.tasks.Task`: one
+spec, or a stack of specs) and yields one :class:`RunResult` per spec as its task finishes (completion
+order; a stack's results come together). Results travel back to the calling process, which alone
+writes the store, so Dask workers on other machines need no shared file system. ``slots`` (the number
+of tasks it runs at once) is what the sweep balances its stacks over.
 
-When one run raises, executors stop handing out new runs, still yield the results of runs that
+When one task raises, executors stop handing out new tasks, still yield the results of tasks that
 were already executing (nothing finished is lost), then raise the first error.
 
 Threads: a process-pool worker, and a Dask worker process started by ``--dask-local``, sets
@@ -27,12 +29,18 @@ from typing import Any
 import torch
 
 from ninr.errors import ConfigError, check_positive_int
-from ninr.experiments.run import Records, run
+from ninr.experiments.run import RunOutput, run_task
 from ninr.experiments.store import RunResult
-from ninr.experiments.sweep import RunSpec
+from ninr.experiments.tasks import Task
 from ninr.train.run import versions
 
-RunFn = Callable[[RunSpec], Records]
+TaskFn = Callable[[Task], list[RunOutput]]
+"""``run_fn(task) -> outputs``, one per spec of the task in order (default: :func:`execute_task`'s)."""
+
+
+def run_planned(task: Task) -> list[RunOutput]:
+    """The default task function: a stacked task through its part's ``run_many``, else the lone spec's ``run``."""
+    return run_task(task.specs, stacked=task.stacked)
 
 
 def available_cores() -> int:
@@ -43,11 +51,16 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def execute(spec: RunSpec, run_fn: RunFn = run) -> RunResult:
-    """Run one spec and wrap its records with the run's wall time and metadata."""
+def execute(task: Task, run_fn: TaskFn = run_planned) -> list[RunResult]:
+    """Run one task and wrap each spec's records with its wall time and metadata.
+
+    A stack's wall time is shared equally by its runs (as :func:`ninr.train.train_stacked` does), so
+    summed over runs it is still the compute time; ``meta`` gets what the part says about each run
+    (e.g. ``stacked``).
+    """
     started = time.perf_counter()
-    records = run_fn(spec)
-    wall = time.perf_counter() - started
+    outputs = run_fn(task)
+    wall = (time.perf_counter() - started) / len(task.specs)
     meta = {
         "versions": versions(),
         "host": platform.node(),
@@ -55,8 +68,11 @@ def execute(spec: RunSpec, run_fn: RunFn = run) -> RunResult:
         "torch_threads": torch.get_num_threads(),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    spec_dict = {**spec.to_dict(), "run_id": spec.run_id, "resolved": spec.resolved}
-    return RunResult(spec.run_id, spec_dict, records, wall, meta)
+    results = []
+    for spec, output in zip(task.specs, outputs, strict=True):
+        spec_dict = {**spec.to_dict(), "run_id": spec.run_id, "resolved": spec.resolved}
+        results.append(RunResult(spec.run_id, spec_dict, output.records, wall, {**meta, **dict(output.meta)}))
+    return results
 
 
 def _set_threads(threads: int | None) -> None:
@@ -64,21 +80,26 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def _task(spec: RunSpec, run_fn: RunFn, threads: int | None) -> RunResult:
+def _task(task: Task, run_fn: TaskFn, threads: int | None) -> list[RunResult]:
     """The unit of work a worker executes (module level: picklable by reference)."""
     _set_threads(threads)
-    return execute(spec, run_fn)
+    return execute(task, run_fn)
 
 
 class Executor:
-    """Base class: runs specs one after another in this process."""
+    """Base class: runs tasks one after another in this process."""
 
     name = "in-process"
 
-    def map(self, specs: Iterable[RunSpec], run_fn: RunFn = run) -> Iterator[RunResult]:
-        """Yield the result of each spec as it finishes."""
-        for spec in specs:
-            yield execute(spec, run_fn)
+    @property
+    def slots(self) -> int:
+        """Tasks executed at once (the sweep splits its stacks over them)."""
+        return 1
+
+    def map(self, tasks: Iterable[Task], run_fn: TaskFn = run_planned) -> Iterator[RunResult]:
+        """Yield the result of each spec as its task finishes."""
+        for task in tasks:
+            yield from execute(task, run_fn)
 
     def describe(self) -> str:
         """A short description for logs and reports."""
@@ -114,15 +135,19 @@ class PoolExecutor(Executor):
     def describe(self) -> str:
         return f"{self.name} ({self.workers} workers x {self.threads} torch threads)"
 
-    def map(self, specs: Iterable[RunSpec], run_fn: RunFn = run) -> Iterator[RunResult]:
-        futures = [self._pool.submit(_task, spec, run_fn, None) for spec in specs]
+    @property
+    def slots(self) -> int:
+        return self.workers
+
+    def map(self, tasks: Iterable[Task], run_fn: TaskFn = run_planned) -> Iterator[RunResult]:
+        futures = [self._pool.submit(_task, task, run_fn, None) for task in tasks]
         error: BaseException | None = None
         for fut in cf.as_completed(futures):
             if fut.cancelled():
                 continue
             exc = fut.exception()
             if exc is None:
-                yield fut.result()
+                yield from fut.result()
             elif error is None:
                 error = exc
                 for other in futures:
@@ -150,6 +175,7 @@ class DaskExecutor(Executor):
             raise ConfigError("give exactly one of `scheduler` (tcp://HOST:PORT) and `local_workers` (N)")
         self.cluster: Any = None
         self.threads: int | None = None
+        self.local_workers = local_workers
         if scheduler is not None:
             self.where = scheduler
             self.client: Any = Client(scheduler)
@@ -170,15 +196,25 @@ class DaskExecutor(Executor):
     def describe(self) -> str:
         return f"{self.name} {self.where}"
 
-    def map(self, specs: Iterable[RunSpec], run_fn: RunFn = run) -> Iterator[RunResult]:
+    @property
+    def slots(self) -> int:
+        """The LocalCluster's workers, or the threads the scheduler's workers offer now (at least 1)."""
+        if self.local_workers is not None:
+            return int(self.local_workers)
+        return max(1, sum(self.client.nthreads().values()))
+
+    def map(self, tasks: Iterable[Task], run_fn: TaskFn = run_planned) -> Iterator[RunResult]:
         from distributed import as_completed
 
         futures = [
-            self.client.submit(_task, s, run_fn, self.threads, key=f"ninr-run-{s.run_id}", pure=False) for s in specs
+            self.client.submit(
+                _task, t, run_fn, self.threads, key=f"ninr-task-{t.specs[0].run_id}-{len(t.specs)}", pure=False
+            )
+            for t in tasks
         ]
         try:
             for fut in as_completed(futures):
-                yield fut.result()
+                yield from fut.result()
         finally:
             self.client.cancel([f for f in futures if not f.done()])
 

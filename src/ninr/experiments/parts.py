@@ -1,9 +1,10 @@
 """Study parts: the pieces of ``ninr reproduce`` (table, robustness, phases), looked up by name.
 
 A part says how its section of a preset becomes runs (``expand``), how one run becomes records
-(``run``, a picklable top-level function so pools and Dask workers can call it), and how records
-become tables and figures (``report``, named as ``"module:function"`` and imported only when a
-report is built, so workers never import plotting code).
+(``run``, a picklable top-level function so pools and Dask workers can call it), optionally how a
+group of runs becomes records at once (``run_many``: the table part trains a group as one stack), and
+how records become tables and figures (``report``, named as ``"module:function"`` and imported only
+when a report is built, so workers never import plotting code).
 
 Adding a part (robustness, phases): in your own module, build a :class:`StudyPart` and
 ``register_part(name, part)``; then add the module's path to :data:`PART_MODULES` (a one-line edit).
@@ -13,7 +14,7 @@ Adding a part (robustness, phases): in your own module, build a :class:`StudyPar
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from ninr.registry import Registry
 
 if TYPE_CHECKING:
     from ninr.experiments.config import StudyConfig
+    from ninr.experiments.run import RunOutput
     from ninr.experiments.sweep import RunSpec
 
 Records = list[dict[str, Any]]
@@ -36,6 +38,11 @@ class StudyPart:
         report: ``"module:function"`` of ``report(records, study) -> PartReport`` (see ninr.report).
         expand: ``expand(study_config, study_name) -> list[RunSpec]``; default: the arch x variant x seed grid.
         order: Position of the part in ``reproduce`` and in the report (lower first).
+        run_many: ``run_many(specs) -> [RunOutput]``, one per spec in order: a group of specs the sweep
+            planned together (:mod:`ninr.experiments.tasks`: same hooks and options, and
+            :func:`ninr.train.group_stackable` puts their configs in one stack), computed at once. Each
+            output's records must equal ``run(spec)``'s to float tolerance. ``None`` (the default): the
+            part's runs always go one by one, and ``stack`` in its section is an error.
     """
 
     title: str
@@ -43,6 +50,7 @@ class StudyPart:
     report: str
     expand: Callable[[StudyConfig, str], list[RunSpec]]
     order: int = 100
+    run_many: Callable[[Sequence[RunSpec]], list[RunOutput]] | None = None
 
     def report_fn(self) -> Callable[..., Any]:
         """Import and return the report function."""

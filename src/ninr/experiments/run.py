@@ -12,23 +12,47 @@ label, expected_phase), the seed, the model and method names, and the run's fina
 fields added by run hooks (e.g. ``phase``, the phase classifier's verdict). A diverged run with no hook
 verdict gets ``phase = "divergent"`` (the phase classifier's name for it). Rows a hook adds (e.g. one
 per robustness condition, with a ``kind`` field) follow the epoch rows, with ``final = False``.
+
+A *task* is what a worker executes (:mod:`ninr.experiments.tasks`, :func:`run_task`): one spec through its
+part's ``run``, or a stack of specs through the part's ``run_many``, which for the table part trains them as
+one stack (:func:`train_records_many`). Either way every spec gets its
+own records, and how it was trained goes to :attr:`RunOutput.meta`, never into the records or the run id.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ninr.data.base import Dataset, load_dataset
+from ninr.errors import ConfigError
 from ninr.registry import Registry
 from ninr.train.callbacks import Callback
+from ninr.train.config import canonical_json
 from ninr.train.run import TrainResult, train
 
 if TYPE_CHECKING:
     from ninr.experiments.sweep import RunSpec
 
 Records = list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class RunOutput:
+    """One spec's records from a task, and facts about how it ran for the run file's ``meta``.
+
+    Attributes:
+        records: The run's tidy records (what :func:`run` returns for it alone, to float tolerance).
+        meta: Merged into :attr:`ninr.experiments.store.RunResult.meta`, e.g. ``{"stacked": {"runs": 8,
+            "index": 3}}`` for a run trained in a stack of 8. Not part of the records: how a run was
+            computed is not what it computed.
+    """
+
+    records: Records
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
 
 DROPPED_KEYS = frozenset({"epoch_time_s"})  # wall-clock: differs between identical runs
 
@@ -96,12 +120,78 @@ def run(spec: RunSpec) -> Records:
         return get_part(spec.part).run(spec)
 
 
+def run_task(specs: Sequence[RunSpec], *, stacked: bool = False) -> list[RunOutput]:
+    """One task's outputs: with ``stacked``, the specs through their part's ``run_many`` (one stack, even of
+    one spec); otherwise one spec through the part's ``run``.
+
+    On ``RUN_THREADS`` threads, like :func:`run`, so a task's records do not depend on the executor.
+
+    Raises:
+        ConfigError: An empty task, specs of several parts, several specs without ``stacked``, or a stack
+            for a part without ``run_many``.
+    """
+    from ninr.experiments.parts import get_part
+    from ninr.perf import num_threads
+
+    if not specs:
+        raise ConfigError("`specs` must be a non-empty task, got an empty one")
+    parts = {s.part for s in specs}
+    if len(parts) != 1:
+        raise ConfigError(f"`specs` must be runs of one part, got runs of {sorted(parts)}")
+    part = get_part(specs[0].part)
+    with num_threads(RUN_THREADS):
+        if not stacked:
+            if len(specs) != 1:
+                raise ConfigError(f"`specs` must be one spec when not stacked, got {len(specs)}")
+            return [RunOutput(part.run(specs[0]))]
+        if part.run_many is None:
+            raise ConfigError(f"part {specs[0].part!r} runs its specs one by one (it has no run_many)")
+        outputs = part.run_many(specs)
+    if len(outputs) != len(specs):
+        raise ConfigError(f"part {specs[0].part!r}: run_many returned {len(outputs)} outputs for {len(specs)} specs")
+    return outputs
+
+
 def train_records(spec: RunSpec, *, data: Dataset | None = None) -> Records:
     """Train ``spec.train`` with the spec's hooks and return its records (the table part's run function)."""
     hooks = [get_hook(name)(spec) for name in spec.hooks]
     if data is None:  # loaded here, as train() would, so hooks evaluate on the same data without a reload
         data = load_dataset(spec.train.dataset, **dict(spec.train.dataset_kwargs))
     result = train(spec.train, data=data, callbacks=hooks)
+    return _hooked_records(spec, hooks, result, data)
+
+
+def train_records_many(specs: Sequence[RunSpec]) -> list[RunOutput]:
+    """Train the specs' configs with :func:`ninr.train.train_many` (as one stack where they share one), each with
+    its own hooks; the table part's ``run_many``.
+
+    Each output's records are what :func:`train_records` gives for its spec alone, to float tolerance (hooks
+    are callbacks of their own run, stacked or not); ``meta["stacked"] = {"runs": K, "index": k}`` says which
+    runs were trained in a stack of K (absent for a run that went one by one: the log says why).
+    """
+    from ninr.train.stacked import train_many
+
+    hooks = [[get_hook(name)(spec) for name in spec.hooks] for spec in specs]
+    datasets: dict[str, Dataset] = {}
+    for spec in specs:  # one load per data set, shared by training and the hooks' evaluations
+        key = canonical_json([spec.train.dataset, dict(spec.train.dataset_kwargs)])
+        if key not in datasets:
+            datasets[key] = load_dataset(spec.train.dataset, **dict(spec.train.dataset_kwargs))
+    keys = [canonical_json([s.train.dataset, dict(s.train.dataset_kwargs)]) for s in specs]
+    data = datasets[keys[0]] if len(datasets) == 1 else None
+    # min_stack=1: a stack of one (a group split across workers, or resumed part-way) computes what it does
+    # in the whole stack (composition_invariant), where the one-by-one loop would differ in the last bits.
+    results = train_many([s.train for s in specs], data, callbacks=hooks, max_stack=len(specs), min_stack=1)
+    outputs = []
+    for spec, spec_hooks, result, key in zip(specs, hooks, results, keys, strict=True):
+        stacked = result.setup.get("stacked")
+        records = _hooked_records(spec, spec_hooks, result, datasets[key])
+        outputs.append(RunOutput(records, {"stacked": dict(stacked)} if stacked else {}))
+    return outputs
+
+
+def _hooked_records(spec: RunSpec, hooks: Sequence[RunHook], result: TrainResult, data: Dataset) -> Records:
+    """The tidy records of a trained run: its epochs, the hooks' final fields, then the hooks' own rows."""
     extra: dict[str, Any] = {}
     for hook in hooks:
         extra.update(hook.summary(result))

@@ -17,12 +17,12 @@ from typing import Any
 
 from ninr.errors import ConfigError
 from ninr.experiments.config import Preset
-from ninr.experiments.executors import Executor, RunFn
+from ninr.experiments.executors import Executor, TaskFn, run_planned
 from ninr.experiments.parts import get_part
 from ninr.experiments.progress import Progress
-from ninr.experiments.run import run
 from ninr.experiments.store import ResultStore, RunResult
 from ninr.experiments.sweep import RunSpec, relabel
+from ninr.experiments.tasks import Task, describe_plan, pending, plan_tasks, stacking
 from ninr.train.run import versions
 
 
@@ -95,23 +95,30 @@ def plan(specs: Sequence[RunSpec], store: ResultStore, *, resume: bool = False) 
 
 
 def execute_into(
-    todo: Sequence[RunSpec],
+    tasks: Sequence[Task],
     store: ResultStore,
     executor: Executor,
     *,
-    run_fn: RunFn = run,
+    run_fn: TaskFn = run_planned,
     progress: Progress | None = None,
     label: str = "",
     total: int | None = None,
+    finished: set[str] | None = None,
 ) -> int:
-    """Execute ``todo``, writing each result to ``store`` as it arrives; returns how many finished.
+    """Execute ``tasks``, writing each result to ``store`` as it arrives; returns how many runs were written.
 
-    The session (executor, counts, elapsed time, and whether it completed, failed or was
-    interrupted) is appended to the store's ``sessions.jsonl`` in every case.
+    A result whose run id is in ``finished`` (a stack retrained whole to recompute its missing runs) is
+    not written: a finished run is never rewritten. The session (executor, counts, elapsed time, and
+    whether it completed, failed or was interrupted) is appended to the store's ``sessions.jsonl`` in
+    every case.
     """
+    done = finished or set()
+    todo = len({s.run_id for t in tasks for s in t.specs} - done)
     started, new, status = time.perf_counter(), 0, "interrupted"
     try:
-        for result in executor.map(todo, run_fn):
+        for result in executor.map(tasks, run_fn):
+            if result.run_id in done:
+                continue
             store.write(result)
             new += 1
             if progress is not None:
@@ -122,10 +129,18 @@ def execute_into(
         raise
     finally:
         entry = {"label": label, "finished_at": _now(), "elapsed_s": time.perf_counter() - started}
-        entry |= {"executor": executor.describe(), "total": total if total is not None else len(todo)}
-        entry |= {"new": new, "todo": len(todo), "status": status}
+        entry |= {"executor": executor.describe(), "total": total if total is not None else todo}
+        entry |= {"new": new, "todo": todo, "tasks": len(tasks), "stacks": sum(t.stacked for t in tasks)}
+        entry |= {"status": status}
         store.log_session(entry)
     return new
+
+
+def plan_session(specs: Sequence[RunSpec], executor: Executor, finished: set[str], *, stack: bool = True) -> list[Task]:
+    """The tasks this session executes: the plan of the full ``specs`` over the executor's slots, less what
+    is finished (:func:`ninr.experiments.tasks.pending`). ``stack`` False: every run on its own."""
+    tasks = plan_tasks(specs, workers=executor.slots, stack=stack)
+    return pending(tasks, finished)
 
 
 def run_specs(
@@ -134,12 +149,16 @@ def run_specs(
     executor: Executor,
     *,
     resume: bool = False,
-    run_fn: RunFn = run,
+    run_fn: TaskFn = run_planned,
     progress: Progress | None = None,
+    stack: bool = True,
 ) -> tuple[int, int]:
-    """Run the specs missing from ``store``; returns ``(new, resumed)``."""
+    """Run the specs missing from ``store`` (stacked where their part can, unless ``stack`` is False);
+    returns ``(new, resumed)``."""
     todo, finished = plan(specs, store, resume=resume)
-    new = execute_into(todo, store, executor, run_fn=run_fn, progress=progress, total=len(specs))
+    can_stack = bool(specs) and get_part(specs[0].part).run_many is not None
+    tasks = plan_session(specs, executor, finished, stack=stack and can_stack) if todo else []
+    new = execute_into(tasks, store, executor, run_fn=run_fn, progress=progress, total=len(specs), finished=finished)
     return new, len(finished)
 
 
@@ -151,20 +170,36 @@ def run_study(
     *,
     resume: bool = False,
     quiet: bool = False,
-    run_fn: RunFn = run,
+    run_fn: TaskFn = run_planned,
+    stack: bool = True,
 ) -> StudySummary:
-    """Run one part of ``preset`` into the store ``out/<part>``."""
+    """Run one part of ``preset`` into the store ``out/<part>``; ``stack=False`` (``--no-stack``) trains every
+    run on its own whatever the preset says."""
     started = time.perf_counter()
-    specs = get_part(part).expand(preset.study(part), preset.name)
+    study, study_part = preset.study(part), get_part(part)
+    stacked = stacking(study, study_part.run_many is not None, enabled=stack)
+    specs = study_part.expand(study, preset.name)
     store = ResultStore(Path(out) / part)
     todo, finished = plan(specs, store, resume=resume)
     store.write_study(study_info(preset, part, specs))
+    tasks = plan_session(specs, executor, finished, stack=stacked) if todo else []
     progress = Progress(len(specs), done=len(finished), quiet=quiet, label=part)
     try:
         progress.message(
             f"== {part}: {len(specs)} runs ({len(finished)} already finished) on {executor.describe()} -> {store.root}"
         )
-        new = execute_into(todo, store, executor, run_fn=run_fn, progress=progress, label=part, total=len(specs))
+        if tasks:
+            progress.message(f"   this session: {describe_plan(tasks)}")
+        new = execute_into(
+            tasks,
+            store,
+            executor,
+            run_fn=run_fn,
+            progress=progress,
+            label=part,
+            total=len(specs),
+            finished=finished,
+        )
     finally:
         progress.close()
     return StudySummary(part, store, len(specs), new, len(finished), time.perf_counter() - started)

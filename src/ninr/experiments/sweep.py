@@ -155,10 +155,16 @@ def check_unique(specs: Sequence[RunSpec]) -> None:
 
 
 def expand_preset(preset: Preset) -> dict[str, list[RunSpec]]:
-    """Every part's runs, by part name, through each part's own ``expand``."""
+    """Every part's runs, by part name, through each part's own ``expand`` (and its ``stack`` setting checked)."""
     from ninr.experiments.parts import get_part
+    from ninr.experiments.tasks import stacking
 
-    return {study.part: get_part(study.part).expand(study, preset.name) for study in preset.studies}
+    runs = {}
+    for study in preset.studies:
+        part = get_part(study.part)
+        stacking(study, part.run_many is not None)
+        runs[study.part] = part.expand(study, preset.name)
+    return runs
 
 
 def relabel(record: Mapping[str, Any], spec: RunSpec) -> dict[str, Any]:

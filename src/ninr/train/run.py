@@ -22,6 +22,7 @@ from ninr.data.base import Dataset, load_dataset
 from ninr.methods.base import Method, SetupContext, build, check_compatible
 from ninr.models.layers import InputStats, channel_stats
 from ninr.models.registry import build_model
+from ninr.perf import use_channels_last
 from ninr.rng import derive_seed, make_generator, scoped_global_seed
 from ninr.train import rundir
 from ninr.train.callbacks import Callback, FitState
@@ -105,6 +106,7 @@ def train(
     data = data.to(config.device)
     probe = calibration_probe(data, config.seed)
     model, setup = build_setup(config, data.input_shape, data.num_classes, methods, channel_stats(data.x_train), probe)
+    to_conv_layout(model, config.device)
     meta = _run_meta(rid, resolved, data, setup)
     if out is not None:
         rundir.atomic_write_json(out / rundir.CONFIG, meta)
@@ -116,6 +118,20 @@ def train(
     if out is not None:
         _write_outputs(out, result, meta)
     return result
+
+
+def to_conv_layout(model: nn.Module, device: str | torch.device) -> nn.Module:
+    """Put a model with convolutions in channels-last memory format where :func:`ninr.perf.use_channels_last` says so.
+
+    Why: a CNN's training step is about a quarter faster channels-last on CPU (docs/speed.md). The weights alone
+    suffice (the first convolution then outputs channels-last and the rest follow). Layout changes rounding in
+    the last bit only, so :func:`train` and :func:`load_run` both call this: a reloaded checkpoint computes
+    exactly what the trained model computed. Models without convolutions, and models with a convolution the
+    CPU's channels-last path gets wrong (strided 1x1: ResNet shortcuts), are left alone. In place; returns it.
+    """
+    if any(isinstance(m, nn.Conv2d) for m in model.modules()) and use_channels_last(device, model):
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return model
 
 
 PROBE_SIZE = 1000
@@ -188,6 +204,7 @@ def load_run(run_dir: str | Path, *, device: str = "cpu") -> tuple[nn.Module, Tr
     config = _with_calibrated_sigma(TrainConfig.from_dict({**meta["config"], "device": device}), meta.get("setup", {}))
     _, methods = resolve(config)
     model, _ = build_setup(config, meta["input_shape"], meta["num_classes"], methods)
+    to_conv_layout(model, device)
     model.load_state_dict(state_dict)
     model.eval()
     return model, config

@@ -6,14 +6,19 @@ its records (written by the same ``_epoch_record`` as a lone run, on its own mod
 are views of its slice of the stack). The summed loss of the K runs has, for each run's parameters,
 exactly that run's gradient, because no op mixes slices. A run whose loss stops being finite is frozen
 where a lone run would have stopped; the others go on.
+
+Each run has callbacks of its own, called at the hooks and with the state a lone run's callbacks see
+(:func:`ninr.train.loop.fit`): ``on_train_start``; ``on_step_end`` after each step the run took, with its
+``step``, ``epoch`` and ``loss`` current; ``on_epoch_end(state, record)``; ``on_train_end``. A callback reads
+``state.model``, whose parameters are views of the stack, so probes (NIW norms, losses, curvature) measure
+the run as they would measure it alone.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import torch
 
@@ -22,14 +27,11 @@ from ninr.errors import NinrError
 from ninr.methods.base import Method, StepContext
 from ninr.perf import autocast
 from ninr.rng import make_generator
-from ninr.train.callbacks import FitState
+from ninr.train.callbacks import Callback, FitState
 from ninr.train.config import TrainConfig
 from ninr.train.loop import _epoch_record
 from ninr.train.stacked_model import StackedNet
 from ninr.train.stacked_ops import stacked_cross_entropy
-
-EpochHook = Callable[[int, dict[str, Any]], None]
-"""Called with (run index, record) after each run's epoch record exists."""
 
 
 class StackedSGD:
@@ -78,23 +80,33 @@ def fit_stacked(
     data: Dataset,
     configs: Sequence[TrainConfig],
     methods: Sequence[Sequence[Method]],
-    on_epoch_end: EpochHook | None = None,
+    callbacks: Sequence[Sequence[Callback]] | None = None,
 ) -> list[FitState]:
-    """Train the K runs of ``net`` in place; returns one final state (with its records) per run."""
+    """Train the K runs of ``net`` in place; returns one final state (with its records) per run.
+
+    ``callbacks``: one sequence per run (``None``: none), called as :func:`ninr.train.loop.fit` calls a lone
+    run's callbacks.
+    """
     cfg = configs[0]
     device = data.x_train.device
     steps_per_epoch = math.ceil(len(data.x_train) / cfg.batch_size)
+    per_run = [list(cbs) for cbs in callbacks] if callbacks is not None else [[] for _ in configs]
+    if len(per_run) != len(configs):
+        raise NinrError(f"`callbacks` must have one sequence per run ({len(configs)}), got {len(per_run)}")
     states = [
         FitState(m, torch.optim.SGD(m.parameters(), lr=c.lr, momentum=c.momentum), cfg.epochs, steps_per_epoch)
         for m, c in zip(net.models, configs, strict=True)
     ]
-    loop = _Loop(net, data, configs, methods, device)
+    loop = _Loop(net, data, configs, methods, device, per_run)
+    for state, cbs in zip(states, per_run, strict=True):
+        for cb in cbs:
+            cb.on_train_start(state)
     for epoch in range(cfg.epochs):
         running = [k for k, s in enumerate(states) if s.status == "running"]
         if not running:
             break
-        for s in states:
-            s.epoch = epoch
+        for k in running:  # a finished run's state stays where it ended, as a lone run's does
+            states[k].epoch = epoch
         start = time.perf_counter()
         sums = loop.epoch(states, epoch)
         seconds = (time.perf_counter() - start) / len(running)  # amortised: the stack's time per run
@@ -103,11 +115,13 @@ def fit_stacked(
             train_loss, train_acc = (loss / seen, correct / seen) if seen else (math.nan, math.nan)
             record = _epoch_record(states[k], data, configs[k], train_loss, train_acc, seen, seconds)
             states[k].records.append(record)
-            if on_epoch_end is not None:
-                on_epoch_end(k, record)
-    for s in states:
-        if s.status == "running":
-            s.status = "completed"
+            for cb in per_run[k]:
+                cb.on_epoch_end(states[k], record)
+    for state, cbs in zip(states, per_run, strict=True):
+        if state.status == "running":
+            state.status = "completed"
+        for cb in cbs:
+            cb.on_train_end(state)
     return states
 
 
@@ -121,8 +135,11 @@ class _Loop:
         configs: Sequence[TrainConfig],
         methods: Sequence[Sequence[Method]],
         device: torch.device,
+        callbacks: Sequence[Sequence[Callback]],
     ) -> None:
         self.net, self.data, self.configs, self.methods = net, data, configs, methods
+        self.callbacks = callbacks
+        self.watched = any(callbacks)  # per-step state updates only when some run has callbacks
         self.k = net.k
         self.order_gens = [make_generator(c.seed, "data-order", device=device) for c in configs]
         self.method_gens = [
@@ -144,6 +161,7 @@ class _Loop:
         x_all, y_all = self.data.x_train, self.data.y_train
         perm = torch.stack([torch.randperm(len(x_all), generator=g, device=x_all.device) for g in self.order_gens])
         active = torch.tensor([s.status == "running" for s in states], device=self.device)
+        active_runs = [k for k, s in enumerate(states) if s.status == "running"]
         all_active = bool(active.all())
         loss_sum = torch.zeros(self.k, dtype=torch.float64, device=self.device)
         correct = torch.zeros(self.k, dtype=torch.int64, device=self.device)
@@ -165,12 +183,15 @@ class _Loop:
                     states[k].loss = losses[k].detach()
                     states[k].step = self.step
                 active = active & finite
+                active_runs = _true(active)
                 all_active = False
                 if not bool(active.any()):
                     break
             self._update(losses, None if all_active else active)
             self.step += 1
             last = losses.detach()
+            if self.watched:
+                self._step_end(states, active_runs, last)
             detached, hits = losses.detach().double() * y.shape[1], (logits.detach().argmax(dim=2) == y).sum(dim=1)
             if all_active:
                 loss_sum += detached
@@ -185,6 +206,15 @@ class _Loop:
             if last is not None:
                 states[k].loss = last[k]
         return loss_sum.tolist(), correct.tolist(), seen.tolist()
+
+    def _step_end(self, states: list[FitState], runs: list[int], losses: torch.Tensor) -> None:
+        """Bring each active run's state up to this step and call its ``on_step_end`` callbacks."""
+        for k in runs:
+            if self.callbacks[k]:
+                state = states[k]
+                state.step, state.loss = self.step, losses[k]
+                for cb in self.callbacks[k]:
+                    cb.on_step_end(state)
 
     def _batch(self, x: torch.Tensor, y: torch.Tensor, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Each run's methods transform its own slice of the batch, with its own generators."""

@@ -73,7 +73,7 @@ class StackedNet:
         self.models = list(models)
         self.k = len(models)
         self.use_channels_last = use_channels_last
-        per_model = [_children(m, i) for i, m in enumerate(models)]
+        per_model = [_children(m, f"run {i}") for i, m in enumerate(models)]
         self.layers = [self._stack_layer([row[j] for row in per_model], j) for j in range(len(per_model[0]))]
         if any(len(row) != len(per_model[0]) for row in per_model):
             raise NotStackableError("the models have different numbers of layers")
@@ -259,22 +259,31 @@ def _geometry(m: nn.Module) -> tuple[object, ...]:
     return (m.extra_repr(),)
 
 
-def _children(model: nn.Module, index: int) -> list[nn.Module]:
-    """The layers of a stackable model, after checking it is one."""
+def why_not_stackable(model: nn.Module) -> str | None:
+    """Why ``model`` has no stacked form (the reason :class:`StackedNet` would give), or ``None`` if it has one."""
+    try:
+        _children(model, "the model")
+    except NotStackableError as exc:
+        return str(exc)
+    return None
+
+
+def _children(model: nn.Module, where: str) -> list[nn.Module]:
+    """The layers of a stackable model, after checking it is one (``where`` names it in errors: "run 2")."""
     if type(model) is not nn.Sequential:
-        raise NotStackableError(f"run {index}: the model is a {type(model).__name__}, not an nn.Sequential")
+        raise NotStackableError(f"{where}: the model is a {type(model).__name__}, not an nn.Sequential")
     for name, m in model.named_modules():
         if m._forward_hooks or m._forward_pre_hooks:
-            raise NotStackableError(f"run {index}: module {name!r} has forward hooks (e.g. dropout, activation noise)")
+            raise NotStackableError(f"{where}: module {name!r} has forward hooks (e.g. dropout, activation noise)")
         if isinstance(m, NoiseModule) and not isinstance(m, NoiseInjectionNode):
-            raise NotStackableError(f"run {index}: module {name!r} is a {type(m).__name__} noise module")
+            raise NotStackableError(f"{where}: module {name!r} is a {type(m).__name__} noise module")
     layers = list(model.children())
     for m in layers:
         kind = _kind(m)
         if isinstance(m, nn.Flatten) and (m.start_dim, m.end_dim) != (1, -1):
-            raise NotStackableError(f"run {index}: Flatten must flatten from dim 1")
+            raise NotStackableError(f"{where}: Flatten must flatten from dim 1")
         if isinstance(m, nn.Conv2d) and (m.groups != 1 or m.padding_mode != "zeros"):
-            raise NotStackableError(f"run {index}: only zero-padded, ungrouped convolutions stack")
+            raise NotStackableError(f"{where}: only zero-padded, ungrouped convolutions stack")
         if kind in ("pointwise", "pool") and any(True for _ in m.children()):
-            raise NotStackableError(f"run {index}: {type(m).__name__} carries submodules")
+            raise NotStackableError(f"{where}: {type(m).__name__} carries submodules")
     return layers
