@@ -92,7 +92,8 @@ def stacking(study: StudyConfig, run_many_available: bool, *, enabled: bool = Tr
 def plan_tasks(
     specs: Sequence[RunSpec], *, workers: int = 1, stack: bool = True, max_stack: int = MAX_STACK
 ) -> list[Task]:
-    """The tasks of a part's runs, in the order of their first spec (see the module docstring)."""
+    """The tasks of a part's runs: stacks, then single runs, each in the order of its first spec (see the module
+    docstring)."""
     check_positive_int("workers", workers)
     check_positive_int("max_stack", max_stack)
     if not stack:
@@ -116,7 +117,9 @@ def plan_tasks(
             log.info(
                 "%s and %d more: %d stack(s) of %s runs", members[0].describe(), len(members) - 1, len(chunks), sizes
             )
-    return [task for _, task in sorted(planned, key=lambda pair: pair[0])]
+    # Stacks first (each in the order of its first spec), then single runs: the largest tasks start first, so
+    # workers run out of work together (the dropout runs of the quick table would otherwise hold back a stack).
+    return [task for _, task in sorted(planned, key=lambda pair: (not pair[1].stacked, pair[0]))]
 
 
 def _split(members: list[RunSpec], workers: int, max_stack: int) -> list[list[RunSpec]]:

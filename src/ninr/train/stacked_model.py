@@ -88,11 +88,8 @@ class StackedNet:
         return out
 
     def layer_weights(self) -> list[torch.Tensor]:
-        """Each Linear/Conv layer's stacked weight viewed as (K, -1): what the ``l2`` penalty covers.
-
-        (Dense weights are stored transposed; a sum of squares does not care.)
-        """
-        return [layer.weight.view(self.k, -1) for layer in self.layers if layer.weight is not None]
+        """Each Linear/Conv layer's stacked weight (leaf tensors of :meth:`parameters`): what ``l2`` covers."""
+        return [layer.weight for layer in self.layers if layer.weight is not None]
 
     def train(self, mode: bool = True) -> None:
         """Put every run's model (hence its noise nodes) in training or evaluation mode."""
