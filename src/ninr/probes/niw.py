@@ -50,12 +50,20 @@ class NIWProbe(_Every):
 
     def __init__(self, every: int = 1) -> None:
         super().__init__(every)
+        self._model: torch.nn.Module | None = None
+        self._niws: dict[str, torch.Tensor] = {}
 
     @torch.no_grad()
     def measure(self, state: FitState) -> dict[str, Any]:
+        if state.model is not self._model:  # the module walk once per model, not at every sample
+            self._model, self._niws = state.model, niws(state.model)
+        if not self._niws:
+            return {}
+        ws = list(self._niws.values())
+        norms = torch.stack([torch.linalg.vector_norm(w) for w in ws]).tolist()  # one host transfer
         row: dict[str, Any] = {}
-        for name, w in niws(state.model).items():
-            row[f"niw_norm/{name}"] = float(w.norm())
+        for (name, w), norm in zip(self._niws.items(), norms, strict=True):
+            row[f"niw_norm/{name}"] = norm
             if w.numel() == 1:
                 row[f"niw/{name}"] = float(w.reshape(()))
         return row
