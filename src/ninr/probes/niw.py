@@ -51,7 +51,7 @@ class NIWProbe(_Every):
     def __init__(self, every: int = 1) -> None:
         super().__init__(every)
         self._model: torch.nn.Module | None = None
-        self._niws: dict[str, torch.Tensor] = {}
+        self._niws: dict[str, torch.nn.Parameter] = {}
 
     @torch.no_grad()
     def measure(self, state: FitState) -> dict[str, Any]:
