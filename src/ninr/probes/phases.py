@@ -129,8 +129,10 @@ def classify_phase(
     if v0 <= 0:
         raise ConfigError(f"`norms[0]` must be > 0 (a run whose NIWs start at zero has no phase), got {v0}")
     w = min(PEAK_WINDOW, len(v))
-    peak = float(np.convolve(v, np.ones(w) / w, mode="valid").max()) / v0  # one noisy sample is not a peak
-    final = _final(v) / v0
+    smooth = np.convolve(v, np.ones(w) / w, mode="valid")  # one noisy sample is not a peak
+    peak, final = float(smooth.max()) / v0, _final(v) / v0
+    # A peak whose window reaches into the final window has not been seen coming back: still rising.
+    rising = int(smooth.argmax()) + w > len(v) - max(1, math.ceil(FINAL_WINDOW * len(v)))
     if losses is not None:
         loss = np.asarray(losses, dtype=np.float64)
         if not np.all(np.isfinite(loss)):
@@ -138,7 +140,7 @@ def classify_phase(
         if len(loss) >= 2 and _final(loss) > DIVERGENCE_LOSS_FACTOR * float(loss[0]) > 0:
             return PhaseResult("divergent", f"loss grew over {DIVERGENCE_LOSS_FACTOR:g}x", peak, final, osc)
     if peak >= CATAPULT_MIN_GROWTH:
-        if final <= CATAPULT_MAX_RETURN * peak:
+        if final <= CATAPULT_MAX_RETURN * peak and not rising:
             return PhaseResult(
                 "catapult", f"grew {peak:.3g}x, then fell to {final / peak:.2g} of the peak", peak, final, osc
             )
