@@ -172,12 +172,11 @@ def train_records_many(specs: Sequence[RunSpec]) -> list[RunOutput]:
     from ninr.train.stacked import train_many
 
     hooks = [[get_hook(name)(spec) for name in spec.hooks] for spec in specs]
+    keys = [canonical_json([s.train.dataset, dict(s.train.dataset_kwargs)]) for s in specs]
     datasets: dict[str, Dataset] = {}
-    for spec in specs:  # one load per data set, shared by training and the hooks' evaluations
-        key = canonical_json([spec.train.dataset, dict(spec.train.dataset_kwargs)])
+    for spec, key in zip(specs, keys, strict=True):  # one load per data set, shared by training and the hooks
         if key not in datasets:
             datasets[key] = load_dataset(spec.train.dataset, **dict(spec.train.dataset_kwargs))
-    keys = [canonical_json([s.train.dataset, dict(s.train.dataset_kwargs)]) for s in specs]
     data = datasets[keys[0]] if len(datasets) == 1 else None
     # min_stack=1: a stack of one (a group split across workers, or resumed part-way) computes what it does
     # in the whole stack (composition_invariant), where the one-by-one loop would differ in the last bits.
