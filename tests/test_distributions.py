@@ -113,3 +113,16 @@ def test_bad_names_and_scales_are_rejected() -> None:
     for bad in (-0.1, math.nan, math.inf):
         with pytest.raises(ConfigError, match="`scale` must be a finite number >= 0"):
             sample("gaussian", (3,), scale=bad)
+
+
+@pytest.mark.parametrize("n", [7, 64, 4096])
+def test_gaussian_is_a_scaled_standard_normal_from_the_same_stream(n: int) -> None:
+    # Runs recorded before the fused sampler replay: the draw is randn * scale (to an ulp below 16
+    # elements, where PyTorch takes a scalar path) and leaves the generator where randn leaves it.
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    fused = sample("gaussian", (n,), scale=370.0, generator=g1)
+    reference = torch.randn((n,), generator=g2) * 370.0
+    torch.testing.assert_close(fused, reference, rtol=2e-7, atol=0.0)
+    if n >= 16:
+        assert torch.equal(fused, reference)
+    assert torch.equal(g1.get_state(), g2.get_state())
