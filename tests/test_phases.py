@@ -11,6 +11,7 @@ from ninr.errors import ConfigError
 from ninr.probes.decay import NO_DECAY_TAU_FACTOR, fit_decay
 from ninr.probes.phases import (
     CATAPULT_MIN_GROWTH,
+    DECAY_FLOOR_DROP,
     DECOUPLED_MAX_CHANGE,
     PEAK_WINDOW,
     PHASES,
@@ -63,6 +64,19 @@ def test_thresholds_are_where_documented() -> None:
     assert classify_phase(just_decay).phase == "decay"
     bump = np.concatenate([np.linspace(1, 0.95 * CATAPULT_MIN_GROWTH, 50), np.linspace(1.4, 0.2, 50)])
     assert classify_phase(bump).phase == "decay"  # below the growth threshold: not a catapult
+
+
+def test_a_decay_to_a_floor_that_rises_again_is_decay_but_a_shallow_dip_is_not() -> None:
+    # As in-NINR at sigma 32 over 20 epochs: down to ~0.45x early, then the random-walk floor climbs
+    # back to ~0.9x of the start.
+    floor = 0.45 + 0.5 * T / T[-1]
+    decayed = np.maximum(np.exp(-T / 20), floor) + wander(0.01) - 1.0
+    verdict = classify_phase(decayed)
+    assert verdict.phase == "decay" and verdict.final_ratio > 1.0 - DECOUPLED_MAX_CHANGE
+    dip = 1.0 - 0.9 * DECAY_FLOOR_DROP * np.exp(-(((T - 200) / 30) ** 2))  # down to 0.64x and back
+    assert classify_phase(dip).phase == "decoupled"
+    deep = 1.0 - 1.1 * DECAY_FLOOR_DROP * np.exp(-(((T - 200) / 30) ** 2))  # down to 0.56x and back
+    assert classify_phase(deep).phase == "decay"
 
 
 def test_a_short_catapult_in_a_long_run_is_a_catapult_but_one_noisy_sample_is_not() -> None:
