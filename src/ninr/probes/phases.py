@@ -38,8 +38,8 @@ DECAY_FLOOR_DROP = 0.4
 initial norm or below) and ended within ``DECOUPLED_MAX_CHANGE`` of the start is in *decay*, not
 decoupled: it decayed, then sat at the floor its random walk keeps it on, and over a long run that
 floor can rise back near the start. Measured: in-NINR at sigma 32 (MLP, lr 0.05, batch 64) falls to
-0.45x within 400 steps, and over 20 epochs climbs back to 0.87-0.97x (5 seeds, paper protocol). Twice the
-decoupled wander, so a random walk alone does not reach it."""
+0.36-0.46x within the first epoch and climbs back to 0.87-0.97x over 20 (5 seeds, paper protocol). Twice
+the decoupled wander, so a random walk alone does not reach it."""
 
 DIVERGENCE_LOSS_FACTOR = 10.0
 """A finite training loss that ends 10x above its initial value is divergent: an SGD run that learns
