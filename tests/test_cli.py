@@ -51,7 +51,7 @@ def test_train_writes_a_run_directory(tmp_path: Path, capsys: pytest.CaptureFixt
                 "sigma": 0.5,
                 "distribution": "gaussian",
                 "per": "example",
-                "conv_mode": "channel",
+                "conv_mode": "additive",
                 "niw_init": "layer",
                 "phase": None,
             },

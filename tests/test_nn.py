@@ -95,7 +95,7 @@ def test_dense_node_matches_closed_form() -> None:
 def test_conv_channel_node_is_an_extra_input_channel(per: str) -> None:
     """Oracle: convolving [x, noise map] with [W, W_NI] stacked along input channels."""
     conv = nn.Conv2d(2, 3, 3, stride=2, padding=1)
-    attach_nins(conv, "all", sigma=1.3, per=per, seed=4)
+    attach_nins(conv, "all", sigma=1.3, per=per, conv_mode="channel", seed=4)
     assert isinstance(conv, NINConv2d)
     y = conv(X_IMG)
     eps = conv.nin.last_noise
@@ -108,7 +108,7 @@ def test_conv_channel_node_is_an_extra_input_channel(per: str) -> None:
 
 def test_conv_channel_node_respects_padding_mode() -> None:
     conv = nn.Conv2d(2, 3, 3, padding=1, padding_mode="reflect")
-    attach_nins(conv, "all", per="pixel", seed=5)
+    attach_nins(conv, "all", per="pixel", conv_mode="channel", seed=5)
     y = conv(X_IMG)
     eps = conv.nin.last_noise
     assert eps is not None
@@ -133,6 +133,14 @@ def test_conv_additive_node_matches_closed_form(per: str) -> None:
 def test_additive_mode_needs_an_example_input() -> None:
     with pytest.raises(ConfigError, match="example_input"):
         attach_nins(small_cnn(), "all", conv_mode="additive")
+    # additive is the default (the paper's pixel-wise connection): the error names the way out
+    with pytest.raises(ConfigError, match="example_input.*the default for conv layers.*conv_mode='channel'"):
+        attach_nins(small_cnn(), "all")
+    model = small_cnn()
+    attach_nins(model, "all", example_input=X_IMG[:1])
+    assert model.conv1.nin_mode == model.conv2.nin_mode == "additive"
+    assert tuple(model.conv1.nin.weight.shape) == tuple(X_IMG.shape[1:])  # (C, H, W) of the input
+    assert tuple(model.conv2.nin.weight.shape) == (4, *X_IMG.shape[2:])  # conv1's output map
 
 
 def test_per_example_draws_are_independent_and_replayable() -> None:
@@ -198,7 +206,7 @@ def test_attach_by_names_and_globs_on_nested_module() -> None:
     assert report.layers == ["features.conv"], "input must follow call order when an example is given"
     assert report.nodes[0].kind == "conv2d"
     model = NestedNet()
-    assert attach_nins(model, "features.*").layers == ["features.conv"]
+    assert attach_nins(model, "features.*", conv_mode="channel").layers == ["features.conv"]
     model = NestedNet()
     assert attach_nins(model, ["head", "body.0"]).layers == ["head", "body.0"]
     model = NestedNet()

@@ -12,7 +12,7 @@ from ninr.errors import ConfigError, check_choice, check_nonneg
 from ninr.functional.noise import DISTRIBUTIONS
 from ninr.methods.base import Method, SetupContext, register
 from ninr.nn.attach import attach_nins
-from ninr.nn.nin import CONV_MODES, NOISE_PER
+from ninr.nn.nin import CONV_MODES, DEFAULT_CONV_MODE, NOISE_PER
 from ninr.rng import derive_seed
 
 CALIBRATED_PHASES = ("decay", "catapult")
@@ -26,7 +26,7 @@ class _NINR(Method):
     sigma: float = 1.0
     distribution: str = "gaussian"
     per: str = "example"
-    conv_mode: str = "channel"
+    conv_mode: str = DEFAULT_CONV_MODE
     niw_init: str | float = "layer"
     phase: str | None = None
 

@@ -20,6 +20,7 @@ from torch import nn
 from ninr.errors import ConfigError, check_choice, check_finite, did_you_mean, fail
 from ninr.nn.nin import (
     CONV_MODES,
+    DEFAULT_CONV_MODE,
     ConvMode,
     NINConv2d,
     NINLinear,
@@ -75,7 +76,7 @@ def attach_nins(
     sigma: float = 1.0,
     distribution: str = "gaussian",
     per: NoisePer = "example",
-    conv_mode: ConvMode = "channel",
+    conv_mode: ConvMode = DEFAULT_CONV_MODE,
     niw_init: str | float = "layer",
     seed: int | None = None,
     example_input: torch.Tensor | None = None,
@@ -90,13 +91,15 @@ def attach_nins(
         distribution: noise distribution name (``ninr list`` shows them).
         per: ``"example"`` (one draw per example) or ``"pixel"`` (i.i.d. per pixel; conv layers only,
             dense layers always draw per example).
-        conv_mode: ``"channel"`` (noise map as an extra input channel; default) or ``"additive"``.
+        conv_mode: ``"additive"`` (default: the node connected pixel-wise to the feature map fed into the
+            convolution, ``x + W_NI[c, h, w] eps``; needs ``example_input``) or ``"channel"`` (a noise map as an
+            extra input channel whose kernel slice is the NIW).
         niw_init: ``"layer"`` (the layer's own weight scheme and scale: U(-1/sqrt(fan_in), 1/sqrt(fan_in))),
             ``"zeros"``, or a number: Gaussian with that standard deviation.
         seed: derives each node's noise stream and NIW initialisation from ``(seed, layer name)``;
             ``None`` uses torch's global generator.
         example_input: a batch for one forward pass that orders layers by execution (for ``"input"``)
-            and gives feature-map shapes (required for ``conv_mode="additive"``).
+            and gives feature-map shapes (required for conv layers in ``conv_mode="additive"``).
 
     Returns:
         An :class:`AttachReport` listing each node.

@@ -26,6 +26,10 @@ NoisePer = Literal["example", "pixel"]
 ConvMode = Literal["channel", "additive"]
 NOISE_PER = ("example", "pixel")
 CONV_MODES = ("channel", "additive")
+DEFAULT_CONV_MODE: ConvMode = "additive"
+"""How a node feeds a convolution unless told otherwise: the paper's construction, one NIW per pixel of the
+feature map fed into the convolution. ``"channel"`` (the node as an extra input channel, its kernel slice the
+NIW) is the alternative; with per-example noise only each kernel's sum feels curvature (docs/design.md)."""
 
 
 class NoiseInjectionNode(NoiseModule):
@@ -150,7 +154,12 @@ def niw_shape_for(layer: nn.Module, conv_mode: ConvMode, in_shape: Sequence[int]
         if conv_mode == "channel":
             return (layer.out_channels, 1, *layer.kernel_size)
         if in_shape is None:
-            raise fail("example_input", "given for conv_mode='additive' (the NIW has the feature map's shape)", None)
+            raise fail(
+                "example_input",
+                "given for conv_mode='additive', the default for conv layers (the NIW has the shape of the feature"
+                " map fed into the convolution); pass one input batch, or conv_mode='channel'",
+                None,
+            )
         return tuple(in_shape)
     raise fail("layer", "an nn.Linear or nn.Conv2d", type(layer).__name__)
 

@@ -39,6 +39,7 @@ from ninr.errors import ConfigError, check_positive_int
 from ninr.methods.base import METHODS, Method
 from ninr.models.layers import channel_stats
 from ninr.models.registry import build_model
+from ninr.nn.nin import DEFAULT_CONV_MODE
 from ninr.perf import check_precision, stack_convolutions, use_channels_last
 from ninr.rng import scoped_global_seed
 from ninr.train import rundir
@@ -84,9 +85,9 @@ def stack_key(config: TrainConfig) -> str | None:
     shared["dataset_kwargs"] = dict(config.dataset_kwargs)
     shared["model_kwargs"] = dict(config.model_kwargs)
     # Noise nodes of one layer must agree in shape: per-example vs per-pixel, channel vs additive.
-    nin = [(dict(m.params).get("per", "example"), dict(m.params).get("conv_mode", "channel")) for m in config.methods]
+    nin = [(dict(m.params).get("per", "example"), dict(m.params).get("conv_mode", DEFAULT_CONV_MODE)) for m in config.methods]
     shared["nin"] = [v for m, v in zip(config.methods, nin, strict=True) if m.name in SETUP_METHODS] or [
-        ("example", "channel")
+        ("example", DEFAULT_CONV_MODE)
     ]
     return canonical_json(shared)
 
