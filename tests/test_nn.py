@@ -134,7 +134,7 @@ def test_additive_mode_needs_an_example_input() -> None:
     with pytest.raises(ConfigError, match="example_input"):
         attach_nins(small_cnn(), "all", conv_mode="additive")
     # additive is the default (the paper's pixel-wise connection): the error names the way out
-    with pytest.raises(ConfigError, match="example_input.*the default for conv layers.*conv_mode='channel'"):
+    with pytest.raises(ConfigError, match=r"example_input.*the default for conv layers.*conv_mode='channel'"):
         attach_nins(small_cnn(), "all")
     model = small_cnn()
     attach_nins(model, "all", example_input=X_IMG[:1])

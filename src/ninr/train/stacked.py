@@ -85,7 +85,10 @@ def stack_key(config: TrainConfig) -> str | None:
     shared["dataset_kwargs"] = dict(config.dataset_kwargs)
     shared["model_kwargs"] = dict(config.model_kwargs)
     # Noise nodes of one layer must agree in shape: per-example vs per-pixel, channel vs additive.
-    nin = [(dict(m.params).get("per", "example"), dict(m.params).get("conv_mode", DEFAULT_CONV_MODE)) for m in config.methods]
+    nin = [
+        (dict(m.params).get("per", "example"), dict(m.params).get("conv_mode", DEFAULT_CONV_MODE))
+        for m in config.methods
+    ]
     shared["nin"] = [v for m, v in zip(config.methods, nin, strict=True) if m.name in SETUP_METHODS] or [
         ("example", DEFAULT_CONV_MODE)
     ]
