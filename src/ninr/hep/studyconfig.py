@@ -51,10 +51,18 @@ DEFAULT_METHODS = (
     MethodEntry("none", "none"),
     MethodEntry("l2", "l2"),
     MethodEntry("dropout", "dropout"),
-    MethodEntry("in-ninr", "in-ninr", {"sigma": 1.0, "per": "pixel"}),
-    MethodEntry("full-ninr", "full-ninr", {"sigma": 0.5, "per": "pixel"}),
-    MethodEntry("full-ninr-correlated", "full-ninr", {"sigma": 0.5, "per": "pixel", "distribution": "correlated"}),
-    MethodEntry("full-ninr-pileup", "full-ninr", {"sigma": 0.5, "per": "pixel", "distribution": "pileup"}),
+    MethodEntry("in-ninr", "in-ninr", {"sigma": 1.0, "per": "pixel", "conv_mode": "channel"}),
+    MethodEntry("full-ninr", "full-ninr", {"sigma": 0.5, "per": "pixel", "conv_mode": "channel"}),
+    MethodEntry(
+        "full-ninr-correlated",
+        "full-ninr",
+        {"sigma": 0.5, "per": "pixel", "distribution": "correlated", "conv_mode": "channel"},
+    ),
+    MethodEntry(
+        "full-ninr-pileup",
+        "full-ninr",
+        {"sigma": 0.5, "per": "pixel", "distribution": "pileup", "conv_mode": "channel"},
+    ),
 )
 
 
