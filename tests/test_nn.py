@@ -117,17 +117,35 @@ def test_conv_channel_node_respects_padding_mode() -> None:
     torch.testing.assert_close(y, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("padding_mode", ["zeros", "reflect"])
 @pytest.mark.parametrize("per", ["example", "pixel"])
-def test_conv_additive_node_matches_closed_form(per: str) -> None:
-    conv = nn.Conv2d(2, 3, 3, padding=1)
+def test_conv_additive_node_matches_closed_form(per: str, padding_mode: str) -> None:
+    """Forward and every gradient equal those of ``conv(x + W_NI eps)`` computed literally.
+
+    Per-example noise is computed as ``conv(x) + eps conv(W_NI)`` (linearity), so this pins that rewrite,
+    the input's gradient included, for zero and reflect padding.
+    """
+    conv = nn.Conv2d(2, 3, 3, padding=1, padding_mode=padding_mode)
     attach_nins(conv, "all", conv_mode="additive", per=per, seed=6, example_input=X_IMG[:1])
     assert conv.nin.weight.shape == (2, 8, 8)
-    y = conv(X_IMG)
+    x = X_IMG.clone().requires_grad_(True)
+    y = conv(x)
     eps = conv.nin.last_noise
     assert eps is not None
     e = eps.view(-1, 1, 1, 1) if per == "example" else eps
-    expected = F.conv2d(X_IMG + conv.nin.weight * e, conv.weight, conv.bias, 1, 1)
+    params = (conv.weight, conv.bias, conv.nin.weight)
+    x2 = X_IMG.clone().requires_grad_(True)
+    inp = x2 + conv.nin.weight * e
+    if padding_mode == "reflect":
+        expected = F.conv2d(F.pad(inp, (1, 1, 1, 1), mode="reflect"), conv.weight, conv.bias)
+    else:
+        expected = F.conv2d(inp, conv.weight, conv.bias, 1, 1)
     torch.testing.assert_close(y, expected, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(y)
+    got = torch.autograd.grad(y, (x, *params), g)
+    want = torch.autograd.grad(expected, (x2, *params), g)
+    for a, b, name in zip(got, want, ("x", "weight", "bias", "niw"), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
 
 
 def test_additive_mode_needs_an_example_input() -> None:

@@ -67,15 +67,36 @@ def nin_conv2d_channel(
     w = niw.to(conv.dtype)
     if eps.dim() == 1:
         ones = torch.ones((1, 1, *in_hw), dtype=conv.dtype, device=conv.device)
-        unit = conv_fn(ones, w)
-        e = eps.to(conv.dtype)
-        if conv.is_contiguous():
-            # A rank-one update of the (B, out*H'*W') map: its backward reduces to one matrix-vector
-            # product, where addcmul's multiplies and then sums (measured ~half the overhead:
-            # benchmarks/nin_op.py, docs/speed.md).
-            return torch.addr(conv.view(conv.shape[0], -1), e, unit.reshape(-1)).view_as(conv)
-        return torch.addcmul(conv, e.view(-1, 1, 1, 1), unit)
+        return _add_rank_one(conv, eps, conv_fn(ones, w))
     return conv + conv_fn(eps.to(conv.dtype), w)
+
+
+def _add_rank_one(conv: torch.Tensor, eps: torch.Tensor, unit: torch.Tensor) -> torch.Tensor:
+    """``conv + eps[b] * unit``: a per-example draw times one single-image map (1, out, H', W')."""
+    e = eps.to(conv.dtype)
+    if conv.is_contiguous():
+        # A rank-one update of the (B, out*H'*W') map: its backward reduces to one matrix-vector
+        # product, where addcmul's multiplies and then sums (measured ~half the overhead:
+        # benchmarks/nin_op.py, docs/speed.md).
+        return torch.addr(conv.view(conv.shape[0], -1), e, unit.reshape(-1)).view_as(conv)
+    return torch.addcmul(conv, e.view(-1, 1, 1, 1), unit)
+
+
+def nin_additive_conv(
+    conv: torch.Tensor, niw: torch.Tensor, eps: torch.Tensor, conv_fn: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """A convolution's output ``conv`` of ``x`` turned into that of ``x + niw * eps`` (per-example ``eps``).
+
+    Convolution and padding are linear, so ``conv_nobias(x + eps_b niw) = conv(x) + eps_b conv_nobias(niw)``:
+    the node costs one single-image convolution of the NIW (``conv_fn``: the layer's geometry, no bias) and a
+    rank-one update. Autograd then never needs the gradient with respect to the layer's input (for an
+    input layer: the data), and the NIW's gradient is one single-image transposed convolution of
+    ``sum_b eps_b grad_b`` instead of B of them.
+
+    Shape:
+        conv: (B, out, H', W'); niw: (C, H, W); eps: (B,); returns conv's shape.
+    """
+    return _add_rank_one(conv, eps, conv_fn(niw.to(conv.dtype).unsqueeze(0)))
 
 
 def nin_additive(x: torch.Tensor, niw: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ninr.errors import check_choice, check_nonneg, fail
-from ninr.functional.nin import nin_additive, nin_conv2d_channel, nin_linear
+from ninr.functional.nin import nin_additive, nin_additive_conv, nin_conv2d_channel, nin_linear
 from ninr.functional.noise import DISTRIBUTIONS
 from ninr.nn.modes import NoiseModule
 
@@ -134,9 +134,16 @@ class NINConv2d(nn.Conv2d):
         if eps is None:
             return self._conv_forward(x, self.weight, self.bias)
         if self.nin_mode == "additive":
+            if eps.dim() == 1:  # per example: conv(x) + eps conv(W_NI), no input gradient (functional/nin.py)
+                out = self._conv_forward(x, self.weight, self.bias)
+                return nin_additive_conv(out, self.nin.weight, eps, self._niw_conv)
             return self._conv_forward(nin_additive(x, self.nin.weight, eps), self.weight, self.bias)
         out = self._conv_forward(x, self.weight, self.bias)
         return nin_conv2d_channel(out, self.nin.weight, eps, (x.shape[-2], x.shape[-1]), self._noise_conv)
+
+    def _niw_conv(self, niw: torch.Tensor) -> torch.Tensor:
+        """The layer's convolution of its NIW map (1, C, H, W), without bias (additive mode)."""
+        return self._conv_forward(niw, self.weight, None)
 
     def _noise_conv(self, inp: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """The layer's geometry applied to a one-channel noise map (padding mode included)."""
