@@ -30,7 +30,13 @@ from ninr.train.stacked import (
     train_stacked,
 )
 from ninr.train.stacked_model import NotStackableError, StackedNet
-from ninr.train.stacked_ops import stacked_conv2d, stacked_linear, stacked_nin_additive, stacked_nin_channel
+from ninr.train.stacked_ops import (
+    stacked_conv2d,
+    stacked_linear,
+    stacked_nin_additive,
+    stacked_nin_additive_conv,
+    stacked_nin_channel,
+)
 
 RTOL, ATOL = 1e-4, 1e-6
 
@@ -347,3 +353,22 @@ def test_stacked_additive_nin_matches_single() -> None:
         torch.testing.assert_close(
             got[:, j * c : (j + 1) * c], nin_additive(x[:, j * c : (j + 1) * c], niw[j], eps[:, j])
         )
+
+
+def test_stacked_additive_conv_nin_matches_noise_added_before_the_conv() -> None:
+    """conv(x) + eps conv(niw), per run, equals the literal conv(x + niw eps): forward and every gradient."""
+    k, b, c, o, h = 3, 4, 2, 5, 7
+    geometry = ((2, 2), (1, 1), (1, 1))
+    leaves = [_rand(b, k * c, h, h), _rand(k * o, c, 3, 3), _rand(k * o), _rand(k, c, h, h)]
+    eps = _rand(b, k)
+    grads = []
+    for literal in (True, False):
+        x, w, bias, niw = (t.clone().requires_grad_() for t in leaves)
+        if literal:
+            out = stacked_conv2d(stacked_nin_additive(x, niw, eps, k), w, bias, k, *geometry)
+        else:
+            out = stacked_nin_additive_conv(stacked_conv2d(x, w, bias, k, *geometry), niw, eps, k, w, *geometry)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+        grads.append((out.detach(), x.grad, w.grad, bias.grad, niw.grad))
+    for got, want in zip(grads[1], grads[0], strict=True):
+        torch.testing.assert_close(got, want)

@@ -143,10 +143,12 @@ class StackedNet:
         eps = self._draw(nin, (b,) if nin.per == "example" else (b, 1, h, w), x)
         if eps is None:
             return ops.stacked_conv2d(x, layer.weight, layer.bias, self.k, *geometry)
-        if nin.mode == "additive":
+        if nin.mode == "additive" and nin.per != "example":
             x = ops.stacked_nin_additive(x, nin.niw, eps, self.k)
             return ops.stacked_conv2d(x, layer.weight, layer.bias, self.k, *geometry)
         out = ops.stacked_conv2d(x, layer.weight, layer.bias, self.k, *geometry)
+        if nin.mode == "additive":  # per-example: conv(x) + eps conv(niw), as NINConv2d does
+            return ops.stacked_nin_additive_conv(out, nin.niw, eps, self.k, layer.weight, *geometry)
         return ops.stacked_nin_channel(out, nin.niw, eps, self.k, (h, w), *geometry)
 
     @staticmethod

@@ -102,6 +102,35 @@ def stacked_nin_channel(
     return conv + F.conv2d(eps.to(conv.dtype), w, None, stride, padding, dilation, groups=k)
 
 
+def stacked_nin_additive_conv(
+    conv: torch.Tensor,
+    niw: torch.Tensor,
+    eps: torch.Tensor,
+    k: int,
+    weight: torch.Tensor,
+    stride: tuple[int, ...],
+    padding: tuple[int, ...] | str,
+    dilation: tuple[int, ...],
+) -> torch.Tensor:
+    """A stacked convolution's output ``conv`` of ``x`` turned into that of ``x_k + niw_k * eps_k``.
+
+    Per-example noise only: the stacked form of :func:`ninr.functional.nin.nin_additive_conv`. Convolution
+    and zero padding are linear, so each run's node adds ``eps_bk`` times one convolution of its NIW map
+    (no bias): one grouped single-image convolution for all K runs and a broadcast multiply-add, instead of
+    adding the noise to the feature map and convolving the sum.
+
+    Shape:
+        conv: (B, K*out, H', W'); niw: (K, C, H, W); eps: (B, K); weight: (K*out, C, kh, kw).
+        Returns the shape of ``conv``.
+    """
+    b, ko, ho, wo = conv.shape
+    maps = niw.to(conv.dtype).reshape(1, -1, *niw.shape[2:])
+    unit = F.conv2d(maps, weight, None, stride, padding, dilation, groups=k)
+    e = eps.to(conv.dtype).view(b, k, 1, 1, 1)
+    out = torch.addcmul(conv.view(b, k, ko // k, ho, wo), e, unit.view(1, k, ko // k, ho, wo))
+    return out.reshape(b, ko, ho, wo)
+
+
 def stacked_nin_additive(x: torch.Tensor, niw: torch.Tensor, eps: torch.Tensor, k: int) -> torch.Tensor:
     """Additive pixel-wise noise nodes on a stacked feature map: ``x_k + niw_k[c, h, w] * eps_k``.
 
