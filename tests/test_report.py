@@ -12,6 +12,7 @@ import io
 import math
 import re
 import statistics
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,7 @@ from ninr.report import (
     within_error_bars,
     write_report,
 )
+from ninr.report.comparison import headline
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -41,7 +43,10 @@ def planted_records() -> list[dict]:
     FC in-NINR (Decay): poster 89.1 ± 0.7; one seed 89.8 (std 0): |diff| 0.7 <= 0.7: within (boundary).
     CNN None: poster 91.0 ± 1.0; ours 91.5, 92.5 and a diverged seed: 92.0 ± 0.707, 1 diverged: within.
     CNN Mystery: no reference row.
+    Intended phases: FC in-NINR (Decay) is meant to decay and does (in phase); CNN Mystery is meant to
+    catapult and does in one seed of two; FC L2 names no phase.
     """
+    expected = {"in-NINR (Decay)": "decay", "Mystery": "catapult"}
     plan = [
         ("FC", "None", [0.88, 0.90], [None, None]),
         ("FC", "L2", [0.80, 0.81], ["decay", "decay"]),
@@ -62,6 +67,7 @@ def planted_records() -> list[dict]:
                 "label": label,
                 "seed": seed,
                 "run_status": status,
+                "expected_phase": expected.get(label),
             }
             records.append({**common, "epoch": 1, "step": 10, "test_acc": 0.5, "final": False})
             final = {**common, "epoch": 2, "step": 20, "test_acc": value, "final": True}
@@ -145,14 +151,31 @@ def test_comparison_table_cells_and_csv():
     reference = load_poster_reference()
     table = comparison_table(compare(planted_records(), reference), reference)
     md = table.to_markdown()
-    assert "| FC | None | n/a | 2 | 0 | 89.0 ± 1.4 | 87.7 ± 2.6 | +1.3 | yes |" in md
-    assert "| FC | L2 | decay | 2 | 0 | 80.5 ± 0.7 | 89.9 ± 3.4 | -9.4 | no |" in md
-    assert "| CNN | None | n/a 2, divergent 1 | 3 | 1 | 92.0 ± 0.7 | 91.0 ± 1.0 | +1.0 | yes |" in md
-    assert "| CNN | Mystery | decay 1, catapult 1 | 2 | 0 | 55.0 ± 7.1 | n/a | n/a | n/a |" in md
+    assert "| FC | None | n/a | n/a | 2 | 0 | 89.0 ± 1.4 | 87.7 ± 2.6 | +1.3 | yes |" in md
+    assert "| FC | L2 | decay | n/a | 2 | 0 | 80.5 ± 0.7 | 89.9 ± 3.4 | -9.4 | no |" in md
+    assert "| FC | in-NINR (Decay) | decay | yes | 1 | 0 | 89.8 ± 0.0 | 89.1 ± 0.7 | +0.7 | yes |" in md
+    assert "| CNN | None | n/a 2, divergent 1 | n/a | 3 | 1 | 92.0 ± 0.7 | 91.0 ± 1.0 | +1.0 | yes |" in md
+    assert (
+        "| CNN | Mystery | decay 1, catapult 1 | 1 of 2 (meant: catapult) | 2 | 0 | 55.0 ± 7.1 | n/a | n/a | n/a |"
+        in md
+    )
     assert "sqrt(std_ours² + std_poster²)" in table.note and "Diverged runs are excluded" in table.note
     rows = list(csv.DictReader(io.StringIO(table.to_csv())))
     assert float(rows[0]["std"]) == pytest.approx(math.sqrt(2), rel=1e-12)  # unrounded in CSV
     assert rows[1]["within_error_bars"] == "no"
+    assert [r["in_phase"] for r in rows] == ["n/a", "n/a", "yes", "n/a", "no"]
+
+
+def test_headline_counts_cells_within_the_bars_and_rows_in_phase():
+    rows = compare(planted_records())
+    # Within: FC None, FC in-NINR (Decay), CNN None (Mystery has no reference); in phase: 1 of the 2 meant rows.
+    assert headline(rows) == [
+        "3 of 4 cells within the poster's error bars.",
+        "1 of 2 rows in their intended phase in every run; not: CNN Mystery (decay 1, catapult 1).",
+    ]
+    decayed = [r if r.method != "Mystery" else replace(r, n_in_phase=2) for r in rows]
+    assert headline(decayed)[1] == "2 of 2 rows in their intended phase in every run."
+    assert headline([r for r in rows if r.expected_phase is None]) == ["2 of 3 cells within the poster's error bars."]
 
 
 # ---------------------------------------------------------------- reference data
@@ -194,11 +217,13 @@ def test_report_builds_from_records_alone(tmp_path, monkeypatch):
     assert [f.name for f in section.body.figures] == ["comparison", "curves"]
     assert all(f.png.startswith(PNG_MAGIC) for f in section.body.figures)
     assert any("1 diverged run(s) excluded" in n for n in section.body.notes)
+    assert "3 of 4 cells within the poster's error bars." in section.body.notes
 
     paths = write_report(report, tmp_path / "report")
     md = paths["markdown"].read_text()
-    assert "| FC | L2 | decay | 2 | 0 | 80.5 ± 0.7 | 89.9 ± 3.4 | -9.4 | no |" in md
+    assert "| FC | L2 | decay | n/a | 2 | 0 | 80.5 ± 0.7 | 89.9 ± 3.4 | -9.4 | no |" in md
     assert "| CNN | CDT (0.4) | 84.1 ± 6.4 |" in md  # the reference numbers
+    assert "3 of 4 cells within the poster's error bars." in md and "1 of 2 rows in their intended phase" in md
     assert "![" in md and (tmp_path / "report" / "figures" / "table_comparison.png").exists()
     assert (tmp_path / "report" / "tables" / "table_comparison.csv").exists()
     assert "seeds | 0, 1, 2" in md and "wall time | 12.5 s over 1 session(s)" in md and "torch x" in md
@@ -227,4 +252,4 @@ def test_cli_report_rebuilds_without_training(tmp_path, capsys):
     assert main(["report", str(tmp_path / "res")]) == 0
     assert (tmp_path / "res" / "report" / "report.html").exists()
     assert (tmp_path / "res" / "report" / "records" / "table.csv").exists()
-    assert "| FC | None | n/a | 2 | 0 | 89.0 ± 1.4 | 87.7 ± 2.6 | +1.3 | yes |" in capsys.readouterr().out
+    assert "| FC | None | n/a | n/a | 2 | 0 | 89.0 ± 1.4 | 87.7 ± 2.6 | +1.3 | yes |" in capsys.readouterr().out

@@ -10,6 +10,9 @@ Rules (also printed under the table):
   no larger than the combined (quadrature) error bar. ``n/a`` when either side is missing.
 * The phase column is the phase classifier's verdict from the records (``phase`` field of each
   run's final record; counts when seeds disagree), ``n/a`` when no classifier ran.
+* "in phase" compares that verdict with the phase the row is meant to train in (the variant's
+  ``phase``, carried by each record as ``expected_phase``): ``yes`` when every run's verdict is it,
+  ``no`` when none is, ``k of n`` in between, ``n/a`` for rows with no intended phase.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ _ROUNDOFF = 1e-9  # relative slack so that a difference exactly equal to the err
 RULE = (
     "Ours: mean ± sample std (ddof=1) over seeds of the final clean test accuracy in % (one seed: std 0). "
     "Diverged runs are excluded from the mean and counted. Within error bars: |ours - poster| <= "
-    "sqrt(std_ours² + std_poster²). Phase: the phase classifier's verdict from the records (n/a: none ran)."
+    "sqrt(std_ours² + std_poster²). Phase: the phase classifier's verdict from the records (n/a: none ran); "
+    "in phase: whether it is the phase the row is meant to train in (the config's `phase`), run by run."
 )
 
 
@@ -63,6 +67,8 @@ class ComparisonRow:
     std: float | None
     poster_mean: float | None = None
     poster_std: float | None = None
+    expected_phase: str | None = None  # the phase the row is meant to train in
+    n_in_phase: int = 0  # runs whose verdict is ``expected_phase``
 
     @property
     def diff(self) -> float | None:
@@ -80,6 +86,20 @@ class ComparisonRow:
         if self.mean is None or self.poster_mean is None or self.poster_std is None:
             return None
         return within_error_bars(self.mean, self.std or 0.0, self.poster_mean, self.poster_std)
+
+    @property
+    def in_phase(self) -> bool | None:
+        """Whether every run is in the intended phase (``None``: the row names none)."""
+        return None if self.expected_phase is None else self.n_in_phase == self.n_runs
+
+    def in_phase_text(self) -> str:
+        """``yes``, ``no (meant: decay)``, ``1 of 2 (meant: decay)`` or ``n/a``."""
+        if self.expected_phase is None:
+            return "n/a"
+        if self.in_phase:
+            return "yes"
+        share = "no" if self.n_in_phase == 0 else f"{self.n_in_phase} of {self.n_runs}"
+        return f"{share} (meant: {self.expected_phase})"
 
 
 def _phase_text(phases: Sequence[str | None]) -> str:
@@ -108,9 +128,11 @@ def summarize(
         n_div = len(finals) - len(values)
         mean = sum(values) / len(values) if values else None
         std = sample_std(values) if values else None
-        rows.append(
-            ComparisonRow(arch, label, _phase_text([r.get("phase") for r in finals]), len(finals), n_div, mean, std)
-        )
+        phases = [r.get("phase") for r in finals]
+        expected = next((str(r["expected_phase"]) for r in finals if r.get("expected_phase")), None)
+        n_in = sum(p == expected for p in phases) if expected else 0
+        row = ComparisonRow(arch, label, _phase_text(phases), len(finals), n_div, mean, std)
+        rows.append(ComparisonRow(**{**asdict(row), "expected_phase": expected, "n_in_phase": n_in}))
     return rows
 
 
@@ -142,6 +164,7 @@ def comparison_table(rows: Sequence[ComparisonRow], reference: Reference | None 
         "arch",
         "method",
         "phase",
+        "in phase",
         "runs",
         "diverged",
         "ours (%)",
@@ -156,10 +179,27 @@ def comparison_table(rows: Sequence[ComparisonRow], reference: Reference | None 
         ours = fmt_mean_std(r.mean, r.std)
         poster = fmt_mean_std(r.poster_mean, r.poster_std)
         cells.append(
-            (r.arch, r.method, r.phase, str(r.n_runs), str(r.n_diverged), ours, poster, diff, _yes_no(r.within))
+            (
+                r.arch,
+                r.method,
+                r.phase,
+                r.in_phase_text(),
+                str(r.n_runs),
+                str(r.n_diverged),
+                ours,
+                poster,
+                diff,
+                _yes_no(r.within),
+            )
         )
         data.append(
-            {**asdict(r), "diff": r.diff, "combined_error": r.combined_error, "within_error_bars": _yes_no(r.within)}
+            {
+                **asdict(r),
+                "in_phase": _yes_no(r.in_phase),
+                "diff": r.diff,
+                "combined_error": r.combined_error,
+                "within_error_bars": _yes_no(r.within),
+            }
         )
     source = ""
     if reference is not None and reference.source:
@@ -167,6 +207,18 @@ def comparison_table(rows: Sequence[ComparisonRow], reference: Reference | None 
     return Table(
         "comparison", "Clean test accuracy: ours vs the poster", headers, tuple(cells), tuple(data), RULE + source
     )
+
+
+def headline(rows: Sequence[ComparisonRow]) -> list[str]:
+    """The two counts a reader wants first: cells within the poster's error bars, rows in their phase."""
+    compared = [r for r in rows if r.within is not None]
+    out = [f"{sum(bool(r.within) for r in compared)} of {len(compared)} cells within the poster's error bars."]
+    meant = [r for r in rows if r.expected_phase is not None]
+    if meant:
+        off = [f"{r.arch} {r.method} ({r.phase})" for r in meant if not r.in_phase]
+        line = f"{len(meant) - len(off)} of {len(meant)} rows in their intended phase in every run"
+        out.append(line + (f"; not: {', '.join(off)}." if off else "."))
+    return out
 
 
 def table_part_report(records: Sequence[Mapping[str, Any]], study: Mapping[str, Any]) -> PartReport:
@@ -191,6 +243,7 @@ def table_part_report(records: Sequence[Mapping[str, Any]], study: Mapping[str, 
     )
     report.figures.append(figures.comparison_figure(rows))
     report.figures.append(figures.curves_figure(records))
+    report.notes.extend(headline(rows))
     n_div = sum(r.n_diverged for r in rows)
     if n_div:
         report.notes.append(f"{n_div} diverged run(s) excluded from the means (see the 'diverged' column).")
