@@ -15,6 +15,7 @@ from ninr.probes.phases import (
     DECOUPLED_MAX_CHANGE,
     PEAK_WINDOW,
     PHASES,
+    PLATEAU_MAX_RISE,
     classify_nodes,
     classify_phase,
     oscillates,
@@ -110,6 +111,16 @@ def test_nodes_are_classified_one_by_one_and_the_run_takes_the_leading_phase() -
     assert not classify_phase(SYNTHETIC["divergent"]).drift
     assert classify_nodes({"fc1": drift, "out": decaying}).phase == "decay"
     assert classify_nodes({"fc1": drift, "out": quiet}).phase == "divergent"
+    # A node kicked up past the growth threshold that then stays on a plateau is bounded: drift, too.
+    plateau = np.minimum(1.0 + T / 10, 2.0) + 0.02 * np.sin(T)  # 2x within 10 steps, flat after
+    assert classify_phase(plateau).phase == "divergent" and classify_phase(plateau).drift
+    assert classify_nodes({"fc1": plateau, "out": catapult}).phase == "catapult"
+    assert classify_nodes({"fc1": plateau, "out": quiet}).phase == "divergent"
+    # Still growing over the second half, if only by a little more than the plateau rule allows: no drift.
+    growing = np.where(T < 200, 1.0, 2.0 * np.exp(0.6 * (T - 200) / 200))  # 1.82x over the second half
+    assert growing[-40:].mean() > PLATEAU_MAX_RISE * growing[200:].mean()  # (1.25x; 1.62x growth is the edge)
+    assert not classify_phase(growing).drift
+    assert classify_nodes({"fc1": growing, "out": catapult}).phase == "divergent"
     # Among nodes in the leading phase, the one with the largest peak decides.
     assert classify_nodes({"a": catapult, "b": 1.0 + 2.0 * (catapult - 1.0)}).node == "b"
     assert set(verdict.as_dict()) >= {"phase", "node", "nodes", "peak_ratio", "final_ratio"}

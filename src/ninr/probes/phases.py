@@ -57,14 +57,25 @@ and falls as the curvature relaxes). A window of 10% of the run, used before, sm
 400-step runs away: the output node of a full-NINR MLP at sigma 24 rose to 2.9x in 5 steps and fell back
 to 1.0x, and read as a 2.0x peak."""
 
+PLATEAU_MAX_RISE = 1.2
+"""A node that grew past ``CATAPULT_MIN_GROWTH`` and did not come back has *stopped growing* (a plateau)
+when its final value (the mean of the last ``FINAL_WINDOW``) is at most 1.2x its mean over the second
+half of the run. An exponential that grows 1.62x over the second half reaches that ratio, and any faster
+growth exceeds it; a random walk's ``sqrt(t)`` gives 1.13. Such a node is
+still labelled divergent (over this horizon) but flagged ``drift``: bounded, not a blow-up. Measured: in
+full-NINR on the CNN at sigma 24, fc1's node is kicked to ~2x in the first 20 steps, while the output
+node catapults, and then sits at 1.9-2.2x for 20 epochs (18,760 steps, seeds 0 and 1)."""
+
 PHASE_PRECEDENCE = ("divergent", "catapult", "decay", "drift", "decoupled")
 """How a run with several nodes (full-NINR) gets one phase: the first entry in this order that any node
 is in. A network diverges if one node does; a node's catapult is the event the catapult phase names,
 whatever the quieter nodes do; and a run decays if any node does. ``drift`` is a node labelled
 divergent only because its norm ended more than ``DECOUPLED_MAX_CHANGE`` up without reaching
-``CATAPULT_MIN_GROWTH`` (``PhaseResult.drift``): alone, it makes the run divergent, but beside a node
+``CATAPULT_MIN_GROWTH``, or because it grew past it and then stopped growing without coming back
+(``PLATEAU_MAX_RISE``; ``PhaseResult.drift``): alone, it makes the run divergent, but beside a node
 that decays or catapults it is the weaker evidence (a CNN's fc1 node at sigma 10, with little curvature,
-random-walks up ~30% in 80 steps while its output node decays)."""
+random-walks up ~30% in 80 steps while its output node decays; at sigma 24 it is kicked to ~2x while
+the output node catapults and stays there, bounded, for 20 epochs)."""
 
 OSCILLATION_MIN_FLIPS = 0.5
 """A signed trajectory *oscillates* when its sign flips in at least half of the steps while it is
@@ -82,7 +93,7 @@ class PhaseResult:
     peak_ratio: float  # max norm / initial norm
     final_ratio: float  # final norm / initial norm
     oscillating: bool | None = None  # only when a signed trajectory was given
-    drift: bool = False  # divergent only by ending above DECOUPLED_MAX_CHANGE, below the growth threshold
+    drift: bool = False  # divergent only by drifting up below the growth threshold, or by a plateau above it
 
     def as_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -154,6 +165,10 @@ def classify_phase(
             return PhaseResult(
                 "catapult", f"grew {peak:.3g}x, then fell to {final / peak:.2g} of the peak", peak, final, osc
             )
+        second_half = float(np.mean(v[len(v) // 2 :])) / v0
+        if final <= PLATEAU_MAX_RISE * second_half:
+            reason = f"grew {peak:.3g}x, did not come back, and stopped growing (a plateau at {final:.3g}x)"
+            return PhaseResult("divergent", reason, peak, final, osc, drift=True)
         return PhaseResult("divergent", f"grew {peak:.3g}x and did not come back", peak, final, osc)
     if final > 1.0 + DECOUPLED_MAX_CHANGE:
         reason = f"grew to {final:.3g}x and was still up at the end"
