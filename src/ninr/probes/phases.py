@@ -64,7 +64,7 @@ half of the run. An exponential that grows 1.62x over the second half reaches th
 growth exceeds it; a random walk's ``sqrt(t)`` gives 1.13. Such a node is
 still labelled divergent (over this horizon) but flagged ``drift``: bounded, not a blow-up. Measured: in
 full-NINR on the CNN at sigma 24, fc1's node is kicked to ~2x in the first 20 steps, while the output
-node catapults, and then sits at 1.9-2.2x for 20 epochs (18,760 steps, seeds 0 and 1)."""
+node catapults, and then sits at 1.5-2.3x for 20 epochs (18,760 steps, seeds 0 and 1)."""
 
 PHASE_PRECEDENCE = ("divergent", "catapult", "decay", "drift", "decoupled")
 """How a run with several nodes (full-NINR) gets one phase: the first entry in this order that any node

@@ -131,8 +131,19 @@ def summarize(
         phases = [r.get("phase") for r in finals]
         expected = next((str(r["expected_phase"]) for r in finals if r.get("expected_phase")), None)
         n_in = sum(p == expected for p in phases) if expected else 0
-        row = ComparisonRow(arch, label, _phase_text(phases), len(finals), n_div, mean, std)
-        rows.append(ComparisonRow(**{**asdict(row), "expected_phase": expected, "n_in_phase": n_in}))
+        rows.append(
+            ComparisonRow(
+                arch,
+                label,
+                _phase_text(phases),
+                len(finals),
+                n_div,
+                mean,
+                std,
+                expected_phase=expected,
+                n_in_phase=n_in,
+            )
+        )
     return rows
 
 

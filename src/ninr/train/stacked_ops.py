@@ -72,6 +72,18 @@ def stacked_conv2d(
     return F.conv2d(x, weight, bias, stride, padding, dilation, groups=k)
 
 
+def _add_per_run(conv: torch.Tensor, eps: torch.Tensor, unit: torch.Tensor, k: int) -> torch.Tensor:
+    """``conv`` plus, for each run k, its per-example draw ``eps[:, k]`` times its own output map.
+
+    Shape:
+        conv: (B, K*out, H', W'); eps: (B, K); unit: (1, K*out, H', W'). Returns the shape of ``conv``.
+    """
+    b, ko, ho, wo = conv.shape
+    e = eps.to(conv.dtype).view(b, k, 1, 1, 1)
+    out = torch.addcmul(conv.view(b, k, ko // k, ho, wo), e, unit.view(1, k, ko // k, ho, wo))
+    return out.reshape(b, ko, ho, wo)
+
+
 def stacked_nin_channel(
     conv: torch.Tensor,
     niw: torch.Tensor,
@@ -92,13 +104,9 @@ def stacked_nin_channel(
         conv: (B, K*out, H', W'); niw: (K*out, 1, kh, kw). Returns the shape of ``conv``.
     """
     w = niw.to(conv.dtype)
-    b, ko, ho, wo = conv.shape
     if eps.dim() == 2:
         ones = torch.ones((1, k, *in_hw), dtype=conv.dtype, device=conv.device)
-        unit = F.conv2d(ones, w, None, stride, padding, dilation, groups=k)
-        e = eps.to(conv.dtype).view(b, k, 1, 1, 1)
-        out = torch.addcmul(conv.view(b, k, ko // k, ho, wo), e, unit.view(1, k, ko // k, ho, wo))
-        return out.reshape(b, ko, ho, wo)
+        return _add_per_run(conv, eps, F.conv2d(ones, w, None, stride, padding, dilation, groups=k), k)
     return conv + F.conv2d(eps.to(conv.dtype), w, None, stride, padding, dilation, groups=k)
 
 
@@ -123,12 +131,8 @@ def stacked_nin_additive_conv(
         conv: (B, K*out, H', W'); niw: (K, C, H, W); eps: (B, K); weight: (K*out, C, kh, kw).
         Returns the shape of ``conv``.
     """
-    b, ko, ho, wo = conv.shape
     maps = niw.to(conv.dtype).reshape(1, -1, *niw.shape[2:])
-    unit = F.conv2d(maps, weight, None, stride, padding, dilation, groups=k)
-    e = eps.to(conv.dtype).view(b, k, 1, 1, 1)
-    out = torch.addcmul(conv.view(b, k, ko // k, ho, wo), e, unit.view(1, k, ko // k, ho, wo))
-    return out.reshape(b, ko, ho, wo)
+    return _add_per_run(conv, eps, F.conv2d(maps, weight, None, stride, padding, dilation, groups=k), k)
 
 
 def stacked_nin_additive(x: torch.Tensor, niw: torch.Tensor, eps: torch.Tensor, k: int) -> torch.Tensor:
