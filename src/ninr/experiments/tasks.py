@@ -152,7 +152,7 @@ def pending(tasks: Sequence[Task], finished: set[str]) -> list[Task]:
 
 
 def describe_plan(tasks: Sequence[Task]) -> str:
-    """One line: ``"36 runs as 24 tasks: 16 in 2 stacks (8/8), 20 one by one"``."""
+    """One line: ``"36 runs as 24 tasks: 16 in 4 stack(s) (4x4), 20 one by one"`` (stacks as count x size)."""
     runs = sum(len(t.specs) for t in tasks)
     stacks = [t for t in tasks if t.stacked]
     if not stacks:

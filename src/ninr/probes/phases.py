@@ -128,7 +128,8 @@ def classify_phase(
     Rules, in order: a non-finite value, ``status == "diverged"`` or a final loss above
     ``DIVERGENCE_LOSS_FACTOR`` x the initial loss is divergent; a peak of at least ``CATAPULT_MIN_GROWTH``
     x the initial norm is a catapult if the norm comes back to ``CATAPULT_MAX_RETURN`` x the peak, else
-    divergent (still up, or growing, at the end of the horizon); so is a final norm more than
+    divergent (still up, or growing, at the end of the horizon; flagged ``drift`` when it stopped growing,
+    ``PLATEAU_MAX_RISE``); so is a final norm more than
     ``DECOUPLED_MAX_CHANGE`` above the initial one; a final norm within ``DECOUPLED_MAX_CHANGE`` of the
     initial one is decoupled, unless the norm fell to ``1 - DECAY_FLOOR_DROP`` of it on the way (a decay
     to a floor); the rest is decay. The peak is a moving mean over ``PEAK_WINDOW``
