@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ninr.cli import main
+from ninr.cli.eval import merge_records
 from ninr.data import Dataset, load_dataset
 from ninr.errors import ConfigError, UnknownNameError
 from ninr.models import build_model
@@ -27,7 +28,6 @@ from ninr.robustness import (
     get_suite,
     outputs_differ,
 )
-from ninr.robustness.cli import merge_records
 from ninr.robustness.suites import AttackSpec
 from ninr.train import TrainConfig, train
 from ninr.train import evaluate as train_evaluate

@@ -16,7 +16,7 @@ import pytest
 
 from ninr.cli import main
 from ninr.errors import ConfigError
-from ninr.experiments import (
+from ninr.studies import (
     RUN_HOOKS,
     DaskExecutor,
     Executor,
@@ -33,9 +33,9 @@ from ninr.experiments import (
     run,
     run_specs,
 )
-from ninr.experiments.executors import run_planned
-from ninr.experiments.parts import PARTS
-from ninr.experiments.tasks import Task
+from ninr.studies.executors import run_planned
+from ninr.studies.parts import PARTS
+from ninr.studies.tasks import Task
 from ninr.train import TrainConfig, resolve, run_id
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -224,7 +224,7 @@ def test_run_hook_adds_fields_to_the_final_record_without_changing_training(tiny
 
 
 def test_phase_hook_classifies_ninr_runs_only(tiny_specs, unstacked_records):
-    from ninr.probes import PHASES
+    from ninr.dynamics import PHASES
 
     for spec in (tiny_specs[0], tiny_specs[2]):  # FC None, FC in-NINR
         hooked = RunSpec(spec.part, spec.study, spec.arch, spec.label, spec.seed, spec.train, spec.phase, ("phase",))
@@ -310,7 +310,7 @@ def _labels(tasks: list[Task]) -> list[tuple]:
 def test_plan_groups_stacks_by_family_and_balances_them_over_workers(tiny_specs, caplog):
     import logging
 
-    from ninr.experiments import plan_tasks
+    from ninr.studies import plan_tasks
 
     with caplog.at_level(logging.INFO, logger="ninr.train.stacked"):
         one = plan_tasks(tiny_specs)
@@ -364,7 +364,7 @@ def test_mixed_sweep_stacks_what_it_can_and_logs_why_the_rest_goes_one_by_one(tm
 
 
 def test_stack_setting_in_the_preset_and_on_the_command_line(tmp_path):
-    from ninr.experiments import run_study
+    from ninr.studies import run_study
 
     for stack, stacked in ((None, True), (False, False)):
         doc = _preset({} if stack is None else {"stack": stack})
@@ -446,7 +446,7 @@ def test_a_stack_interrupted_part_way_resumes_exactly(tiny_specs, reference_reco
     only the 2 missing runs, as a stack of 2; otherwise the whole stack again, writing only the missing runs.
     Either way: exactly the uninterrupted records, and the finished files are not rewritten.
     """
-    import ninr.experiments.tasks as tasks_mod
+    import ninr.studies.tasks as tasks_mod
 
     if not invariant:
         monkeypatch.setattr(tasks_mod, "composition_invariant", lambda config: False)

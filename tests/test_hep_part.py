@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from ninr.errors import ConfigError
-from ninr.experiments import InProcessExecutor, ResultStore, load_preset, parse_preset, run_study
-from ninr.experiments.sweep import expand_preset
 from ninr.report import build_report
+from ninr.studies import InProcessExecutor, ResultStore, load_preset, parse_preset, run_study
+from ninr.studies.sweep import expand_preset
 
 needs_h5py = pytest.mark.skipif(
     importlib.util.find_spec("h5py") is None, reason="h5py not installed (pip install 'ninr[hep]')"

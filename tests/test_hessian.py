@@ -17,9 +17,9 @@ import torch
 from torch import nn
 
 import ninr
+from ninr.curvature.hessian import HessianOperator, hutchinson_trace, lanczos, power_iteration, top_eigenvalue
+from ninr.dynamics.implicit import check_implicit_regularization, nin_quadratic_form, noise_averaged_loss
 from ninr.errors import ConfigError
-from ninr.probes.hessian import HessianOperator, hutchinson_trace, lanczos, power_iteration, top_eigenvalue
-from ninr.probes.implicit import check_implicit_regularization, nin_quadratic_form, noise_averaged_loss
 
 F64 = torch.float64
 

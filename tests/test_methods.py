@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from helpers import NestedNet, small_cnn
-from ninr.cli import build_parser, config_from_args, main
+from ninr.cli import build_parser, main
+from ninr.cli.train import config_from_args
 from ninr.data import load_dataset
 from ninr.errors import ConfigError, UnknownNameError
 from ninr.functional.noise import sample
@@ -172,7 +173,7 @@ def test_nonsensical_combinations_are_config_errors(pair: tuple[str, str]) -> No
 
 @pytest.mark.parametrize("name", METHODS.names())
 def test_cli_builds_every_method(name: str) -> None:
-    args = build_parser().parse_args(["train", "--dataset", "synthetic", "--method", name])
+    args = build_parser()[0].parse_args(["train", "--dataset", "synthetic", "--method", name])
     resolved, _ = resolve(config_from_args(args))
     assert [m["name"] for m in resolved["methods"]] == ([] if name == "none" else [name])
 

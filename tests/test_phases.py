@@ -7,9 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from ninr.errors import ConfigError
-from ninr.probes.decay import NO_DECAY_TAU_FACTOR, fit_decay
-from ninr.probes.phases import (
+from ninr.dynamics.decay import NO_DECAY_TAU_FACTOR, fit_decay
+from ninr.dynamics.phases import (
     CATAPULT_MIN_GROWTH,
     DECAY_FLOOR_DROP,
     DECOUPLED_MAX_CHANGE,
@@ -20,6 +19,7 @@ from ninr.probes.phases import (
     classify_phase,
     oscillates,
 )
+from ninr.errors import ConfigError
 
 T = np.arange(400, dtype=np.float64)
 RNG = np.random.default_rng(0)
@@ -174,7 +174,8 @@ def test_fit_uncertainty_is_calibrated() -> None:
 @pytest.mark.parametrize(
     ("values", "reason"),
     [
-        (np.ones(100), "rises"),
+        (np.ones(100), "flat"),
+        (np.full(100, 0.1), "flat"),
         (1.0 - np.exp(-T[:100] / 10), "rises"),
         (np.exp(-T[:100] / (5 * NO_DECAY_TAU_FACTOR * 100)), "span"),
         (np.array([1.0, 0.5, 0.2]), "fewer than"),

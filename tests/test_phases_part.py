@@ -1,7 +1,7 @@
 """The ``phases`` study part: the tiny preset's linear grid end to end, the MLP path on synthetic data, resume,
 determinism, config errors, and the report rebuilt from records alone.
 
-The linear runs are checked against the closed form (ninr.theory): each run's label is the predicted phase and
+The linear runs are checked against the closed form (ninr.dynamics.theory): each run's label is the predicted phase and
 a decaying run's fitted NIW decay time is within 3% of ``1/gamma(k, B)``.
 """
 
@@ -17,10 +17,10 @@ import pytest
 import torch
 
 from ninr.errors import ConfigError
-from ninr.experiments import InProcessExecutor, ResultStore, load_preset, parse_preset, run_study
-from ninr.experiments.phases_part import TRAJECTORY_POINTS, expand_phases, run_phase
-from ninr.experiments.sweep import expand_preset
 from ninr.report import build_report, write_report
+from ninr.studies import InProcessExecutor, ResultStore, load_preset, parse_preset, run_study
+from ninr.studies.phases_part import TRAJECTORY_POINTS, expand_phases, run_phase
+from ninr.studies.sweep import expand_preset
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "tiny.toml"
@@ -110,16 +110,16 @@ def test_resume_runs_nothing_again(tiny_store):
 
 def test_report_is_built_from_records_alone(tiny_store, tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
-    import ninr.probes.experiment
-    import ninr.theory.simulate
+    import ninr.dynamics.experiment
+    import ninr.dynamics.theory.simulate
 
     def no_runs(*args, **kwargs):
         raise AssertionError("a report must not train or simulate")
 
     for module, name in [
-        (ninr.probes.experiment, "run_linear"),
-        (ninr.probes.experiment, "run_mlp"),
-        (ninr.theory.simulate, "simulate_linear"),
+        (ninr.dynamics.experiment, "run_linear"),
+        (ninr.dynamics.experiment, "run_mlp"),
+        (ninr.dynamics.theory.simulate, "simulate_linear"),
     ]:
         monkeypatch.setattr(module, name, no_runs)
     report = build_report(tiny_store)

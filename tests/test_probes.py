@@ -12,12 +12,12 @@ import torch
 import ninr
 from ninr.cli import main
 from ninr.data import synthetic
+from ninr.dynamics.fixed_noise import FixedExampleNoise
+from ninr.dynamics.niw import CurvatureProbe, LossProbe, NIWProbe, merge_rows
+from ninr.dynamics.phases import classify_phase
+from ninr.dynamics.theory.simulate import LinearSetup, build_student, simulate_linear, teacher_data
 from ninr.errors import ConfigError, NinrError
-from ninr.probes.calibrate import PHASE_TARGET_K, calibrate_sigma, nin_curvature, sigma_for_phase
-from ninr.probes.fixed_noise import FixedExampleNoise
-from ninr.probes.niw import CurvatureProbe, LossProbe, NIWProbe, merge_rows
-from ninr.probes.phases import classify_phase
-from ninr.theory.simulate import LinearSetup, build_student, simulate_linear, teacher_data
+from ninr.methods.calibrate import PHASE_TARGET_K, calibrate_sigma, nin_curvature, sigma_for_phase
 from ninr.train import Callback, FitState, MethodSpec, TrainConfig, train
 
 DATA = synthetic(n_train=192, n_test=64, input_shape=(1, 6, 6), num_classes=3, seed=0)

@@ -19,7 +19,6 @@ import pytest
 
 from ninr.cli import main
 from ninr.errors import DataError
-from ninr.experiments.store import ResultStore, RunResult
 from ninr.report import (
     build_report,
     compare,
@@ -31,6 +30,7 @@ from ninr.report import (
     write_report,
 )
 from ninr.report.comparison import headline
+from ninr.studies.store import ResultStore, RunResult
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -19,7 +19,9 @@ import pytest
 
 from ninr.cli import main
 from ninr.errors import ConfigError
-from ninr.experiments import (
+from ninr.report.robustness import robustness_table, run_metrics
+from ninr.robustness import CORRUPTIONS
+from ninr.studies import (
     Executor,
     PoolExecutor,
     ResultStore,
@@ -29,10 +31,8 @@ from ninr.experiments import (
     parse_preset,
     run_specs,
 )
-from ninr.experiments import run as run_spec
-from ninr.experiments.robustness_hook import MNIST_C, NOISE_STD_GRID, RobustnessSettings
-from ninr.report.robustness import robustness_table, run_metrics
-from ninr.robustness import CORRUPTIONS
+from ninr.studies import run as run_spec
+from ninr.studies.robustness_hook import MNIST_C, NOISE_STD_GRID, RobustnessSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESET = ROOT / "configs" / "tiny-robustness.toml"
@@ -140,7 +140,7 @@ def test_hook_does_not_change_training_and_runs_are_deterministic(specs, referen
 
 def test_dask_gives_the_in_process_records(specs, reference, tmp_path):
     pytest.importorskip("distributed", reason="the dask extra is not installed (pip install 'ninr[dask]')")
-    from ninr.experiments import DaskExecutor
+    from ninr.studies import DaskExecutor
 
     store = ResultStore(tmp_path / "table")
     with DaskExecutor(local_workers=1, processes=False) as dask:
@@ -239,7 +239,7 @@ def test_repository_presets_turn_the_hook_on_with_their_budgets():
 
 
 def test_progress_line_reads_the_final_epoch_row_not_the_last_hook_row(swept):
-    from ninr.experiments.progress import describe_result
+    from ninr.studies.progress import describe_result
 
     result = ResultStore(swept / "table").results()[0]
     assert result.records[-1]["kind"] == "robustness"

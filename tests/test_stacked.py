@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from ninr.data.base import Dataset
+from ninr.dynamics.niw import NIWProbe
 from ninr.errors import ConfigError
 from ninr.functional.nin import nin_additive, nin_conv2d_channel, nin_linear
-from ninr.probes.niw import NIWProbe
 from ninr.train import Callback, FitState, MethodSpec, TrainConfig, load_run, train
 from ninr.train import stacked as stacked_mod
 from ninr.train.stacked import (

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from ninr.errors import ConfigError
-from ninr.experiments.store import ResultStore, RunResult, find_stores, records_to_csv
+from ninr.studies.store import ResultStore, RunResult, find_stores, records_to_csv
 
 
 def _result(i: int, n_records: int = 3) -> RunResult:

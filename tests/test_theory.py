@@ -16,10 +16,9 @@ import math
 import numpy as np
 import pytest
 
-from ninr.errors import ConfigError
-from ninr.theory.boundaries import measure_boundaries
-from ninr.theory.chi2 import chi2_median, expected_log_abs_factor
-from ninr.theory.linear import (
+from ninr.dynamics.theory.boundaries import measure_boundaries
+from ninr.dynamics.theory.chi2 import chi2_median, expected_log_abs_factor
+from ninr.dynamics.theory.linear import (
     control_parameter,
     decay_rate,
     decay_time,
@@ -29,7 +28,8 @@ from ninr.theory.linear import (
     sigma_for_k,
     stationary_variance,
 )
-from ninr.theory.simulate import LinearSetup, simulate_linear
+from ninr.dynamics.theory.simulate import LinearSetup, simulate_linear
+from ninr.errors import ConfigError
 
 GD = {"eta": 0.001, "n_train": 16384, "dim": 1}
 

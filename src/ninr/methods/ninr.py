@@ -16,7 +16,7 @@ from ninr.nn.nin import CONV_MODES, DEFAULT_CONV_MODE, NOISE_PER
 from ninr.rng import derive_seed
 
 CALIBRATED_PHASES = ("decay", "catapult")
-"""Phases a NINR method can be asked for instead of a sigma (see ninr.probes.calibrate)."""
+"""Phases a NINR method can be asked for instead of a sigma (see ninr.methods.calibrate)."""
 
 
 @dataclass(frozen=True)
@@ -61,8 +61,8 @@ class _NINR(Method):
         return {"nin_layers": report.layers, **facts}
 
     def _calibrate(self, model: nn.Module, ctx: SetupContext) -> Any:
-        """The sigma that puts the NINs in ``self.phase`` (ninr.probes.sigma_for_phase), replacing ``sigma``."""
-        from ninr.probes.calibrate import sigma_for_phase
+        """The sigma that puts the NINs in ``self.phase`` (ninr.dynamics.sigma_for_phase), replacing ``sigma``."""
+        from ninr.methods.calibrate import sigma_for_phase
 
         if ctx.probe is None or ctx.lr is None:
             raise ConfigError(

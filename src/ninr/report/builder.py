@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from ninr.errors import ConfigError
-from ninr.experiments.parts import get_part, ordered
-from ninr.experiments.run import get_hook
-from ninr.experiments.store import ResultStore, find_stores, records_to_csv
 from ninr.report.document import Report, Section
 from ninr.report.tables import markdown_table
+from ninr.studies.parts import get_part, ordered
+from ninr.studies.run import get_hook
+from ninr.studies.store import ResultStore, find_stores, records_to_csv
 from ninr.train.run import versions as current_versions
 from ninr.train.rundir import atomic_write_bytes
 

@@ -11,11 +11,11 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ninr.experiments.run import final_records
 from ninr.hep.report import TEST_SETS, draw_rejection, summary_rows
 from ninr.report.document import Figure, PartReport
 from ninr.report.figures import new_figure, to_png
 from ninr.report.tables import Table
+from ninr.studies.run import final_records
 
 Rec = Mapping[str, Any]
 

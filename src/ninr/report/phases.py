@@ -2,8 +2,8 @@
 
 The linear model's theory (decay time ``1/gamma(k, B)`` and the predicted phase regions) is recomputed
 from the parameters the records carry (learning rate, steps, batch size, training-set size) with the
-closed forms of :mod:`ninr.theory`, through the same function ``ninr phases`` plots with; measured
-phase ranges come from :func:`ninr.probes.report.phase_ranges`. Nothing is trained or simulated here.
+closed forms of :mod:`ninr.dynamics.theory`, through the same function ``ninr phases`` plots with; measured
+phase ranges come from :func:`ninr.dynamics.report.phase_ranges`. Nothing is trained or simulated here.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ninr.experiments.run import final_records
-from ninr.probes.report import PHASE_COLOURS, phase_ranges
+from ninr.dynamics.report import PHASE_COLOURS, phase_ranges
 from ninr.report.document import Figure, PartReport
 from ninr.report.tables import Table
+from ninr.studies.run import final_records
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -104,8 +104,8 @@ def ranges_table(finals: Sequence[Rec], theories: Mapping[str, Mapping[str, Any]
 
 def linear_theory(finals: Sequence[Rec]) -> dict[str, Any] | None:
     """The closed-form decay time and phase regions for the linear runs' parameters (``None``: no linear run)."""
-    from ninr.probes.cli import _linear_theory
-    from ninr.probes.experiment import SweepConfig
+    from ninr.cli.phases import _linear_theory
+    from ninr.dynamics.experiment import SweepConfig
 
     runs = [r for r in finals if r.get("model") == "linear"]
     if not runs:

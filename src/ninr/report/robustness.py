@@ -1,7 +1,7 @@
 """The robustness section of a report: accuracy against input-corruption strength, from records alone.
 
 Reads the records of the ``robustness`` run hook (``kind = "robustness"``, see
-:mod:`ninr.experiments.robustness_hook`) and draws, one panel per architecture and one line per method
+:mod:`ninr.studies.robustness_hook`) and draws, one panel per architecture and one line per method
 row, the mean over seeds with a band of one sample standard deviation (ddof=1):
 
 * accuracy against the Gaussian noise std (std 0 is the clean accuracy on the same images);

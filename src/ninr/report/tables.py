@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ninr.experiments.store import records_to_csv
+from ninr.studies.store import records_to_csv
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,150 @@
+"""``ninr train`` (one run) and ``ninr demo`` (the MLP with and without in-NINR)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from ninr.cli.args import Handler, key_value, nonneg_float, nonneg_int, pos_float, pos_int, unit_float
+from ninr.data import load_dataset
+from ninr.errors import ConfigError
+from ninr.methods import get as get_method
+from ninr.perf import check_precision
+from ninr.train import EpochPrinter, MethodSpec, TrainConfig, train
+
+NIN_TO_METHOD = {"input": "in-ninr", "all": "full-ninr"}
+
+
+def register(sub: Any) -> dict[str, Handler]:
+    """Add ``train`` and ``demo``; return their handlers."""
+    p_train = sub.add_parser("train", help="train one model")
+    add_train_args(p_train)
+    p_demo = sub.add_parser("demo", help="train the MLP with and without in-NINR and compare")
+    p_demo.add_argument("--out", default="runs/demo", help="parent directory of the two run directories")
+    p_demo.add_argument("--epochs", type=pos_int, default=3)
+    p_demo.add_argument(
+        "--sigma", type=nonneg_float, default=32.0, help="in-NINR noise std; default 32 (decay phase at lr 0.05)"
+    )
+    p_demo.add_argument("--seed", type=nonneg_int, default=0)
+    p_demo.add_argument("--dataset", default="fashion-mnist")
+    return {"train": cmd_train, "demo": cmd_demo}
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="mlp", help="model name (see `ninr list`); default: mlp")
+    p.add_argument(
+        "--model-arg",
+        type=key_value,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="model builder argument, e.g. width=512 (repeatable)",
+    )
+    p.add_argument("--dataset", default="fashion-mnist", help="dataset name; default: fashion-mnist")
+    p.add_argument("--data-dir", default=None, help="directory holding the dataset files (else NINR_DATA_DIR, ...)")
+    p.add_argument("--val-size", type=nonneg_int, default=0, help="validation examples carved from train")
+    p.add_argument(
+        "--nin",
+        choices=["none", "input", "all"],
+        default=None,
+        help="shortcut: input = --method in-ninr, all = --method full-ninr",
+    )
+    p.add_argument("--method", action="append", default=[], help="regularization method (repeatable to compose)")
+    p.add_argument("--sigma", type=nonneg_float, default=None, help="noise std of the NINR methods")
+    p.add_argument(
+        "--param",
+        type=key_value,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="method hyperparameter, given to every chosen method that has it (repeatable)",
+    )
+    p.add_argument("--lr", type=pos_float, default=0.05, help="SGD learning rate; default: 0.05")
+    p.add_argument("--momentum", type=unit_float, default=0.0, help="SGD momentum; default: 0 (plain SGD)")
+    p.add_argument("--batch-size", type=pos_int, default=64, help="default: 64")
+    p.add_argument("--epochs", type=nonneg_int, default=5, help="default: 5")
+    p.add_argument("--max-steps", type=pos_int, default=None, help="stop after this many SGD steps")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="the run's seed; default: 0")
+    p.add_argument("--device", default="cpu", help="torch device; default: cpu")
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="fp32 (default, the reference) or bf16 autocast (needs a CPU/GPU with native bf16)",
+    )
+    p.add_argument("--out", default=None, help="run directory to write (config.json, metrics.jsonl, checkpoint.pt)")
+    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`TrainConfig` the ``train`` arguments describe."""
+    names = list(args.method)
+    if args.nin is not None and args.nin != "none":
+        names.insert(0, NIN_TO_METHOD[args.nin])
+    names = [n for n in names if n != "none"]
+    params = dict(args.param)
+    if args.sigma is not None:
+        params["sigma"] = args.sigma
+    specs = []
+    used: set[str] = set()
+    for name in names:
+        cls = get_method(name)
+        fields = set(getattr(cls, "__dataclass_fields__", {}))
+        mine = {k: v for k, v in params.items() if k in fields}
+        used |= set(mine)
+        specs.append(MethodSpec(name, mine))
+    unused = sorted(set(params) - used)
+    if unused:
+        raise ConfigError(f"`--param {unused[0]}` must be a hyperparameter of a chosen method, got {names or ['none']}")
+    dataset_kwargs: dict[str, Any] = {}
+    if args.dataset == "fashion-mnist":
+        dataset_kwargs = {"val_size": args.val_size, **({"data_dir": args.data_dir} if args.data_dir else {})}
+    return TrainConfig(
+        dataset=args.dataset,
+        dataset_kwargs=dataset_kwargs,
+        model=args.model,
+        model_kwargs=dict(args.model_arg),
+        methods=tuple(specs),
+        lr=args.lr,
+        momentum=args.momentum,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        seed=args.seed,
+        device=args.device,
+        precision=getattr(args, "precision", "fp32"),
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    check_precision(config.precision, config.device)  # before anything is written
+    callbacks = [] if args.quiet else [EpochPrinter()]
+    result = train(config, out_dir=args.out, overwrite=args.overwrite, callbacks=callbacks)
+    final = result.final
+    where = f", written to {args.out}" if args.out else ""
+    print(
+        f"run {result.run_id}: {result.status}, test_acc {final.get('test_acc', float('nan')):.4f} "
+        f"after {len(result.records)} epoch(s), {result.wall_time_s:.1f}s{where}"
+    )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    data = load_dataset(args.dataset)
+    rows = []
+    for label, methods in (("none", ()), ("in-ninr", (MethodSpec("in-ninr", {"sigma": args.sigma}),))):
+        config = TrainConfig(dataset=args.dataset, methods=methods, epochs=args.epochs, seed=args.seed)
+        out = Path(args.out) / label
+        print(f"== {label} -> {out}", file=sys.stderr)
+        result = train(config, data=data, out_dir=out, overwrite=True, callbacks=[EpochPrinter(label=label)])
+        rows.append((label, result))
+    print(f"\nclean test accuracy after {args.epochs} epoch(s), MLP 784-256-256-256-10, seed {args.seed}:")
+    print(f"{'method':<10} {'test_acc':>9} {'train_loss':>11} {'s/epoch':>8}  run")
+    for label, r in rows:
+        per_epoch = sum(rec["epoch_time_s"] for rec in r.records) / max(len(r.records), 1)
+        print(f"{label:<10} {r.final['test_acc']:>9.4f} {r.final['train_loss']:>11.4f} {per_epoch:>8.2f}  {r.out_dir}")
+    return 0

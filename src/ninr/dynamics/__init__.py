@@ -1,0 +1,36 @@
+"""NIN training dynamics: NIW and loss probes, decay fits, phase classification, the implicit regulariser.
+
+Every probe only reads a run (its own generators, modes restored), so attaching one leaves the
+trajectory bit for bit unchanged. See docs/dynamics.md for the theory these measure.
+"""
+
+from ninr.dynamics.decay import DecayFit, fit_decay
+from ninr.dynamics.fixed_noise import FixedExampleNoise
+from ninr.dynamics.implicit import (
+    check_implicit_regularization,
+    implicit_regularizer,
+    nin_quadratic_form,
+    noise_averaged_loss,
+)
+from ninr.dynamics.niw import CurvatureProbe, LossProbe, NIWProbe, merge_rows
+from ninr.dynamics.phases import PHASES, NodesPhase, PhaseResult, classify_nodes, classify_phase, oscillates
+
+__all__ = [
+    "PHASES",
+    "CurvatureProbe",
+    "DecayFit",
+    "FixedExampleNoise",
+    "LossProbe",
+    "NIWProbe",
+    "NodesPhase",
+    "PhaseResult",
+    "check_implicit_regularization",
+    "classify_nodes",
+    "classify_phase",
+    "fit_decay",
+    "implicit_regularizer",
+    "merge_rows",
+    "nin_quadratic_form",
+    "noise_averaged_loss",
+    "oscillates",
+]

@@ -1,0 +1,195 @@
+"""Run hook ``robustness``: after a run trains, its model is evaluated on corrupted test images.
+
+``hooks = ["robustness"]`` in a study section (the comparison table's) evaluates every trained model,
+in the same worker and right after training, so the grid is trained once and no checkpoint has to be
+stored: clean accuracy, Gaussian noise on a grid of noise stds, and the MNIST-C corruptions at
+severities 1..5 (:func:`ninr.robustness.evaluate`). Each result becomes one tidy record appended to the
+run's records::
+
+    {"kind": "robustness", "condition": "gaussian-noise", "family": "noise", "severity": None,
+     "intensity": 0.3, "metric": "accuracy", "value": 0.61, "noise": "off", "n": 2000, "epoch": 1,
+     "step": 400, "run_id": ..., "arch": "FC", "label": "in-NINR (Decay)", "seed": 0, "final": False, ...}
+
+Settings live in ``[<part>.options.robustness]`` (they join the run id, like every option)::
+
+    [table.options.robustness]
+    limit = 2000                                   # the first N test images (default: all)
+    stds = [0.05, 0.1, ...]                        # Gaussian noise stds, > 0 (default 0.05 .. 0.6 step 0.05)
+    corruptions = "mnist-c"                        # or a list of names (ninr list corruptions); [] for none
+    severities = [1, 2, 3, 4, 5]
+
+Determinism: every random number comes from ``derive_seed(run seed, "robustness")`` (CPU generators inside
+``evaluate``; a model's noise modules are reseeded and restored), so records are identical in-process,
+in a process pool and on Dask. Noise injection is a training-time regulariser, so models are evaluated
+in eval mode with their noise off (``noise="off"``). A diverged run gets no robustness records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ninr.errors import ConfigError, check_positive, check_positive_int, did_you_mean, fail
+from ninr.rng import derive_seed
+from ninr.studies.run import RUN_HOOKS, Records, RunHook
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from ninr.data.base import Dataset
+    from ninr.robustness.suites import Suite
+    from ninr.studies.sweep import RunSpec
+    from ninr.train.run import TrainResult
+
+KIND = "robustness"
+"""The ``kind`` field of every record this hook adds (training rows have no ``kind``)."""
+
+MNIST_C = (
+    "shot-noise",
+    "impulse-noise",
+    "glass-blur",
+    "motion-blur",
+    "shear",
+    "scale",
+    "rotate",
+    "brightness",
+    "translate",
+    "stripe",
+    "fog",
+    "spatter",
+    "dotted-line",
+    "zigzag",
+    "canny-edges",
+)
+"""The 15 corruptions of MNIST-C (Mu & Gilmer 2019, arXiv:1906.02337, Table 1), by their ninr names."""
+
+NOISE_STD_GRID = tuple(round(0.05 * i, 2) for i in range(1, 13))
+"""Gaussian noise stds 0.05, 0.1, ..., 0.6 (std 0 is the clean accuracy, always recorded)."""
+
+SEVERITIES = (1, 2, 3, 4, 5)
+SETTING_KEYS = ("limit", "stds", "corruptions", "severities", "batch_size")
+# Examples per forward pass (results do not depend on it): the CNN evaluates 1.4x faster in batches of 250
+# than of 1000 on one CPU thread (activations stay in cache); measured 5.8 s vs 8.3 s for the quick suite.
+EVAL_BATCH = 250
+
+
+@dataclass(frozen=True)
+class RobustnessSettings:
+    """What the hook evaluates.
+
+    Attributes:
+        limit: Evaluate on the first ``limit`` test images (``None``: all). The same images for every run,
+            so methods are compared on one set.
+        stds: Gaussian noise stds of the noise curve (> 0).
+        corruptions: Corruption names evaluated at every severity in ``severities``.
+        severities: Severities in 1..5.
+        batch_size: Examples per forward pass (does not change results).
+    """
+
+    limit: int | None = None
+    stds: tuple[float, ...] = NOISE_STD_GRID
+    corruptions: tuple[str, ...] = MNIST_C
+    severities: tuple[int, ...] = SEVERITIES
+    batch_size: int = EVAL_BATCH
+
+    def suite(self) -> Suite:
+        """The :class:`ninr.robustness.Suite` of these settings (validates names and severities)."""
+        from ninr.robustness.suites import Suite
+
+        curves = ("gaussian-noise",) if self.stds else ()
+        return Suite(corruptions=self.corruptions, severities=self.severities, curves=curves, intensities=self.stds)
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> RobustnessSettings:
+        """The settings in ``options["robustness"]`` (defaults where absent), validated.
+
+        Raises:
+            ConfigError: An unknown key, a bad value or an unknown corruption (with close matches).
+        """
+        raw = options.get(KIND, {})
+        if not isinstance(raw, Mapping):
+            raise fail(f"options.{KIND}", "a table", raw)
+        for key in raw:
+            if key not in SETTING_KEYS:
+                allowed = ", ".join(SETTING_KEYS)
+                raise ConfigError(f"unknown key {key!r}{did_you_mean(key, SETTING_KEYS)} (allowed: {allowed})")
+        limit = raw.get("limit")
+        settings = cls(
+            limit=None if limit is None else check_positive_int("limit", limit),
+            stds=tuple(check_positive("stds", s) for s in _list("stds", raw.get("stds", NOISE_STD_GRID))),
+            corruptions=_corruptions(raw.get("corruptions", MNIST_C)),
+            severities=tuple(_list("severities", raw.get("severities", SEVERITIES))),
+            batch_size=check_positive_int("batch_size", raw.get("batch_size", EVAL_BATCH)),
+        )
+        settings.suite()  # unknown corruption names and severities outside 1..5 fail here
+        return settings
+
+
+def _list(name: str, value: Any) -> Sequence[Any]:
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise fail(name, "a list", value)
+    if len(set(value)) != len(value):
+        raise fail(name, "a list without repeats", list(value))
+    return value
+
+
+def _corruptions(value: Any) -> tuple[str, ...]:
+    if value == "mnist-c":
+        return MNIST_C
+    return tuple(str(v) for v in _list("corruptions", value))
+
+
+def robustness_records(
+    model: nn.Module, data: Dataset, settings: RobustnessSettings, *, seed: int, at: Mapping[str, Any] | None = None
+) -> Records:
+    """Tidy robustness records of a trained ``model`` on ``data``'s test split (its first ``limit`` images).
+
+    ``at`` (the epoch and step of the evaluated weights) is added to every record. The model is evaluated
+    in eval mode with its noise off; its mode is restored afterwards.
+    """
+    from ninr.robustness.evaluate import evaluate
+
+    n = len(data.x_test) if settings.limit is None else min(settings.limit, len(data.x_test))
+    was_training = model.training
+    model.eval()
+    try:
+        rows = evaluate(
+            model,
+            (data.x_test[:n], data.y_test[:n]),
+            settings.suite(),
+            noise="off",
+            batch_size=settings.batch_size,
+            seed=derive_seed(seed, KIND),
+        )
+    finally:
+        model.train(was_training)
+    return [{"kind": KIND, **row, **dict(at or {})} for row in rows]
+
+
+class RobustnessHook(RunHook):
+    """Evaluates the trained model on the robustness suite of the study's settings."""
+
+    report = "ninr.report.robustness:robustness_report"
+
+    def __init__(self, spec: RunSpec) -> None:
+        self.spec = spec
+        self.settings = RobustnessSettings.from_options(spec.options)
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> None:
+        RobustnessSettings.from_options(options)
+
+    def records(self, result: TrainResult, data: Dataset) -> Records:
+        if result.status == "diverged":  # non-finite weights: nothing to evaluate (the table counts the run)
+            return []
+        final = result.final
+        at = {"epoch": final.get("epoch"), "step": final.get("step")}
+        return robustness_records(result.model, data, self.settings, seed=self.spec.train.seed, at=at)
+
+
+RUN_HOOKS.add(
+    "robustness",
+    RobustnessHook,
+    doc="Accuracy of each trained model under Gaussian noise (a grid of stds) and the MNIST-C corruptions.",
+)

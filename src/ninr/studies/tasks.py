@@ -1,0 +1,164 @@
+"""Tasks: which runs of a part one worker executes together, as one stack, planned in the main process.
+
+A :class:`Task` is the unit of work an executor hands to a worker: one spec trained on its own, or
+several trained as one stack by the part's ``run_many`` (:func:`ninr.train.train_many`). Every spec
+still gets its own records and run file; whether it was stacked goes to the run file's ``meta``.
+
+:func:`plan_tasks` decides, from the **full** spec list of a part (never from what is still missing, so
+a resumed session plans the same stacks as the first one):
+
+1. Stacking is on when the part has ``run_many`` and neither the preset (``stack = false`` in the
+   part's section) nor the command line (``--no-stack``) turns it off (:func:`stacking`).
+2. Specs share a stack only with specs of the same part, hooks and options, and when
+   :func:`ninr.train.group_stackable` puts their training configs in one stack. A spec that cannot
+   stack (a method without a stacked form such as dropout, a CNN on the CPU, ...) is a task of its
+   own, and the log (logger ``ninr.train.stacked``) says why.
+3. Each group of n specs is split into ``min(workers, n)`` near-equal stacks (more if a stack would
+   exceed ``max_stack``): every worker gets its share of every kind of run, so the work balances
+   whatever the runs' relative cost (a CNN run costs 20 FC runs), and no task holds more than
+   ``1/workers`` of its group's work, hence of the part's.
+
+Records do not depend on the plan where :func:`ninr.train.stacked.composition_invariant` holds (models
+without convolutions on the CPU: every stack the sweep builds there): a run's records are then bit for
+bit the same in a stack of 1, 8 or 16, in any slot, so the in-process, pool and Dask executors store
+identical records whatever their number of workers. Elsewhere, stacks differ from one another (and from
+one-by-one training) in the last bits, like runs on different thread counts.
+
+Resuming (:func:`pending`): a task whose runs are all finished is skipped; a task with some finished
+runs trains only its missing runs, as a smaller stack, where composition does not change records, and
+otherwise trains whole again, and the session writes only its missing runs (finished runs are never
+rewritten). Either way a resumed sweep stores exactly the records of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ninr.errors import ConfigError, check_positive_int
+from ninr.studies.config import StudyConfig
+from ninr.studies.sweep import RunSpec
+from ninr.train.config import canonical_json
+from ninr.train.stacked import MAX_STACK, composition_invariant, group_stackable, why_alone
+
+log = logging.getLogger("ninr.train.stacked")
+
+
+@dataclass(frozen=True)
+class Task:
+    """Specs one worker executes together.
+
+    Attributes:
+        specs: The runs, in plan order.
+        stacked: Through the part's ``run_many`` as one stack (even a single spec: a stack of one computes
+            what it computes in a larger stack, where composition does not change records); otherwise
+            ``specs`` is one spec trained by the part's ``run``.
+    """
+
+    specs: tuple[RunSpec, ...]
+    stacked: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.specs:
+            raise ConfigError("`specs` of a task must be non-empty")
+        if not self.stacked and len(self.specs) != 1:
+            raise ConfigError(f"a task that is not stacked must hold one spec, got {len(self.specs)}")
+
+    def describe(self) -> str:
+        """``"table FC | None | seed 0"`` or ``"stack of 8: table FC | None | seed 0, ..."``."""
+        if not self.stacked:
+            return self.specs[0].describe()
+        return f"stack of {len(self.specs)}: {self.specs[0].describe()}, ..."
+
+
+def stacking(study: StudyConfig, run_many_available: bool, *, enabled: bool = True) -> bool:
+    """Whether the part of ``study`` trains its runs in stacks: the section's ``stack`` (default: on when the
+    part has ``run_many``) and the command line's ``enabled`` (``--no-stack`` gives False).
+
+    Raises:
+        ConfigError: ``stack = true`` for a part whose runs always go one by one.
+    """
+    if study.stack and not run_many_available:
+        raise ConfigError(
+            f"[{study.part}].stack: the {study.part} part trains its runs one by one (it has no run_many); "
+            "remove `stack`"
+        )
+    return enabled and run_many_available and study.stack is not False
+
+
+def plan_tasks(
+    specs: Sequence[RunSpec], *, workers: int = 1, stack: bool = True, max_stack: int = MAX_STACK
+) -> list[Task]:
+    """The tasks of a part's runs: stacks, then single runs, each in the order of its first spec (see the module
+    docstring)."""
+    check_positive_int("workers", workers)
+    check_positive_int("max_stack", max_stack)
+    if not stack:
+        return [Task((s,)) for s in specs]
+    families: dict[str, list[RunSpec]] = {}  # same part, hooks and options: may share a stack
+    for spec in specs:
+        key = canonical_json([spec.part, list(spec.hooks), dict(spec.options)])
+        families.setdefault(key, []).append(spec)
+    planned: list[tuple[int, Task]] = []
+    position = {s.run_id: i for i, s in enumerate(specs)}
+    for family in families.values():
+        for group in group_stackable([s.train for s in family], max_stack=len(family)):
+            members = [family[i] for i in group]
+            if len(members) == 1:
+                log.info("%s: one by one: %s", members[0].describe(), why_alone(members[0].train))
+                planned.append((position[members[0].run_id], Task((members[0],))))
+                continue
+            chunks = _split(members, workers, max_stack)
+            planned += [(position[c[0].run_id], Task(tuple(c), stacked=True)) for c in chunks]
+            sizes = "/".join(str(len(c)) for c in chunks)
+            log.info(
+                "%s and %d more: %d stack(s) of %s runs", members[0].describe(), len(members) - 1, len(chunks), sizes
+            )
+    # Stacks first (each in the order of its first spec), then single runs: the largest tasks start first, so
+    # workers run out of work together (the dropout runs of the quick table would otherwise hold back a stack).
+    return [task for _, task in sorted(planned, key=lambda pair: (not pair[1].stacked, pair[0]))]
+
+
+def _split(members: list[RunSpec], workers: int, max_stack: int) -> list[list[RunSpec]]:
+    """``members`` in ``min(workers, n)`` near-equal consecutive chunks (more where one would exceed ``max_stack``)."""
+    n = len(members)
+    chunks = max(min(workers, n), math.ceil(n / max_stack))
+    size, extra = divmod(n, chunks)
+    out, start = [], 0
+    for c in range(chunks):
+        end = start + size + (1 if c < extra else 0)
+        out.append(members[start:end])
+        start = end
+    return out
+
+
+def pending(tasks: Sequence[Task], finished: set[str]) -> list[Task]:
+    """What a session still executes: tasks with missing runs; a part-finished stack trains only its missing
+    runs where :func:`~ninr.train.stacked.composition_invariant` holds, else trains whole (the session then
+    writes only the missing runs)."""
+    todo = []
+    for task in tasks:
+        missing = tuple(s for s in task.specs if s.run_id not in finished)
+        if not missing:
+            continue
+        if len(missing) == len(task.specs) or not composition_invariant(task.specs[0].train):
+            todo.append(task)
+        else:
+            todo.append(Task(missing, stacked=True))
+    return todo
+
+
+def describe_plan(tasks: Sequence[Task]) -> str:
+    """One line: ``"36 runs as 24 tasks: 16 in 4 stack(s) (4x4), 20 one by one"`` (stacks as count x size)."""
+    runs = sum(len(t.specs) for t in tasks)
+    stacks = [t for t in tasks if t.stacked]
+    if not stacks:
+        return f"{runs} runs, one by one"
+    sizes = Counter(len(t.specs) for t in stacks)
+    shape = ", ".join(f"{count}x{size}" for size, count in sorted(sizes.items(), reverse=True))
+    stacked = sum(len(t.specs) for t in stacks)
+    alone = runs - stacked
+    return f"{runs} runs as {len(tasks)} tasks: {stacked} in {len(stacks)} stack(s) ({shape}), {alone} one by one"
