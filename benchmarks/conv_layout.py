@@ -23,9 +23,7 @@ from ninr.data import load_dataset
 from ninr.data.base import Dataset
 from ninr.models.layers import channel_stats
 from ninr.train import TrainConfig, build_setup, resolve
-from ninr.train.stacked_fit import StackedSGD
-from ninr.train.stacked_model import StackedNet
-from ninr.train.stacked_ops import stacked_cross_entropy
+from ninr.train.backends.stacked import StackedBackend
 
 
 def single_step(data: Dataset, batch: int, channels_last: bool) -> Callable[[torch.Tensor], None]:
@@ -49,15 +47,14 @@ def stacked_step(data: Dataset, batch: int, k: int, channels_last: bool) -> Call
     configs = [TrainConfig(model="cnn", batch_size=batch, seed=s) for s in range(k)]
     stats = channel_stats(data.x_train)
     models = [build_setup(c, data.input_shape, data.num_classes, resolve(c)[1], stats)[0] for c in configs]
-    net = StackedNet(models, use_channels_last=channels_last)
-    net.train(True)
-    sgd = StackedSGD(net.parameters(), [0.05] * k, [0.0] * k)
+    backend = StackedBackend(models, lr=[0.05] * k, momentum=[0.0] * k, use_channels_last=channels_last)
+    backend.train(True)
 
     def step(idx: torch.Tensor) -> None:
-        losses = stacked_cross_entropy(net(data.x_train[idx]), data.y_train[idx])
-        sgd.zero_grad()
+        _, losses = backend.forward(data.x_train[idx], data.y_train[idx])
+        backend.zero_grad()
         losses.sum().backward()
-        sgd.step()
+        backend.step(None)
 
     return step
 

@@ -6,7 +6,7 @@ Variants (all plain SGD, lr 0.05, the 784-256-256-256-10 MLP, 60,000 training im
 - ``reference``: the loop a typical research script has (DataLoader over a TensorDataset, shuffle=True,
   nn.Sequential, torch.optim.SGD, ``loss.item()`` each step), kept here for comparison;
 - ``ninr single``: ``ninr.train.train`` (in-memory tensors, a seeded permutation per epoch);
-- ``ninr stacked K``: ``ninr.train.stacked.train_stacked`` with K seeds at once.
+- ``ninr stacked K``: ``ninr.train.train_stacked`` with K seeds at once.
 fp32 and (where the CPU has native bf16, or with --force-bf16) bf16 autocast. Seconds are per model
 and per epoch: with --quick a fixed number of steps is timed and scaled to a full epoch.
 """
@@ -26,8 +26,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from ninr import perf
 from ninr.data import load_dataset
 from ninr.data.base import Dataset
-from ninr.train import TrainConfig, train
-from ninr.train.stacked import train_stacked
+from ninr.train import TrainConfig, train, train_stacked
 
 
 @dataclass(frozen=True)

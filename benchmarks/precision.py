@@ -16,8 +16,7 @@ from bench_common import append_results, machine_info, print_table
 
 from ninr import perf
 from ninr.data import load_dataset
-from ninr.train import TrainConfig
-from ninr.train.stacked import train_stacked
+from ninr.train import TrainConfig, train_stacked
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

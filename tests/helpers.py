@@ -1,16 +1,20 @@
 """Shared invariant harnesses: each checks one contract every noise component must keep.
 
 A new component's test is then a few calls: no input mutation, eval mode is the identity of the
-plain model, same generator gives the same output, state_dict round-trip, gradients reach the
-noise weights.
+plain model, same generator gives the same output, the global RNG is left alone, state_dict
+round-trip, gradients reach the noise weights, a model's modes and parameters survive a call,
+sample moments within a stated number of standard errors. tests/test_registries.py applies them
+to every registered component.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
+import math
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
@@ -61,6 +65,28 @@ class NestedNet(nn.Module):
         return self.head(self.body(h))
 
 
+def garment_images(n: int = 16, seed: int = 0) -> torch.Tensor:
+    """``n`` garment-like 28x28 images (n, 1, 28, 28) in [0, 1]: a textured ellipse with a hard edge on black."""
+    g = torch.Generator().manual_seed(seed)
+    size = 28
+    rows = torch.arange(size).view(1, size, 1).float()
+    cols = torch.arange(size).view(1, 1, size).float()
+    cy, cx = 10 + 8 * torch.rand(n, 1, 1, generator=g), 10 + 8 * torch.rand(n, 1, 1, generator=g)
+    ry, rx = 5 + 6 * torch.rand(n, 1, 1, generator=g), 4 + 6 * torch.rand(n, 1, 1, generator=g)
+    inside = ((rows - cy) / ry) ** 2 + ((cols - cx) / rx) ** 2 <= 1
+    level = 0.4 + 0.5 * torch.rand(n, 1, 1, generator=g)
+    texture = 0.25 * torch.rand(n, size, size, generator=g)
+    return (inside * (level + texture)).clamp(0, 1).unsqueeze(1)
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Inside the block torch's global generator starts from ``seed``; its state is restored afterwards."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
 def assert_no_input_mutation(fn: Callable[[torch.Tensor], object], x: torch.Tensor) -> None:
     """``fn(x)`` leaves ``x`` unchanged."""
     before = x.clone()
@@ -85,6 +111,58 @@ def assert_replayable(make_output: Callable[[], torch.Tensor], reset: Callable[[
     replay = make_output()
     assert torch.equal(first, replay), "same generator state gave a different output"
     assert not torch.equal(first, second), "two draws from one stream were identical"
+
+
+def assert_reproducible(make_output: Callable[[], torch.Tensor]) -> None:
+    """Two calls of ``make_output`` (each building its generator from the same seed) give the same output."""
+    assert torch.equal(make_output(), make_output()), "the same seed gave a different output"
+
+
+def assert_global_rng_untouched(fn: Callable[[], object]) -> None:
+    """``fn()`` leaves torch's global CPU generator where it was (it draws from its own streams only)."""
+    before = torch.get_rng_state()
+    fn()
+    assert torch.equal(torch.get_rng_state(), before), "the global torch generator was used"
+
+
+def assert_moments(x: torch.Tensor, *, mean: float, std: float, z: float = 5.0) -> None:
+    """The sample mean and standard deviation of ``x`` (flattened) match ``mean`` and ``std`` within ``z`` SEs.
+
+    Standard errors of N draws: ``std / sqrt(N)`` for the mean; ``std sqrt((kurtosis - 1) / (4 N))`` for the
+    sample standard deviation (delta method on the variance, whose variance is ``std^4 (kurtosis - 1) / N``),
+    with the kurtosis estimated from the sample itself, so the check needs no knowledge of the law. At
+    ``z = 5`` a correct sampler fails a check with probability below 1e-6.
+    """
+    x = x.detach().flatten().double()
+    n = x.numel()
+    centred = x - x.mean()
+    kurtosis = float(centred.pow(4).mean() / centred.square().mean().square())
+    mean_se = std / math.sqrt(n)
+    std_se = std * math.sqrt(max(kurtosis - 1.0, 0.0) / (4 * n))
+    assert abs(float(x.mean()) - mean) < z * mean_se, (
+        f"mean {float(x.mean()):.6g}, expected {mean} +- {z} x {mean_se:.3g}"
+    )
+    assert abs(float(x.std()) - std) < z * std_se, f"std {float(x.std()):.6g}, expected {std} +- {z} x {std_se:.3g}"
+
+
+def module_modes(model: nn.Module) -> list[bool]:
+    """Every submodule's ``training`` flag, in ``model.modules()`` order."""
+    return [m.training for m in model.modules()]
+
+
+def assert_model_left_alone(model: nn.Module, fn: Callable[[], object]) -> None:
+    """``fn()`` leaves every submodule's mode, every parameter value and every ``.grad`` as it found them."""
+    modes = module_modes(model)
+    params = {n: p.detach().clone() for n, p in model.named_parameters()}
+    grads = {n: None if p.grad is None else p.grad.clone() for n, p in model.named_parameters()}
+    fn()
+    assert module_modes(model) == modes, "a submodule's train/eval mode changed"
+    for n, p in model.named_parameters():
+        assert torch.equal(p, params[n]), f"{n}: the parameter changed"
+        grad = grads[n]
+        assert (p.grad is None and grad is None) or (
+            p.grad is not None and grad is not None and torch.equal(p.grad, grad)
+        ), f"{n}: the parameter's gradient changed"
 
 
 def assert_state_dict_roundtrip(model: nn.Module, fresh: nn.Module, x: torch.Tensor) -> None:

@@ -1,4 +1,9 @@
-"""Tests of ninr.robustness.attacks: FGSM and PGD contracts, a closed form, EOT, and a trained model."""
+"""Tests of ninr.robustness.attacks: a closed form, EOT, argument checks, and a trained model.
+
+The contracts every registered attack keeps (the epsilon ball and [0, 1], epsilon 0 is the input, no input
+mutation, eval mode during the attack, modes, parameters and gradients restored, draws only from its
+generator) are checked in tests/test_registries.py.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,6 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import assert_no_input_mutation
 from ninr.data import load_dataset
 from ninr.errors import ConfigError, UnknownNameError
 from ninr.nn import attach_nins, force_noise
@@ -32,27 +36,6 @@ def trained() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
 
 def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return evaluate(model, x, y)[1]
-
-
-@pytest.mark.parametrize("norm", ["linf", "l2"])
-@pytest.mark.parametrize("name", ["fgsm", "pgd"])
-def test_contracts(name: str, norm: str, trained: tuple[nn.Module, torch.Tensor, torch.Tensor]) -> None:
-    model, x, y = trained
-    x, y = x[:64], y[:64]
-    before = x.clone()
-    options = {"generator": gen()} if name == "pgd" else {}
-    adv = attack(name, model, x, y, EPS, norm=norm, **options)
-    assert torch.equal(x, before), "the input tensor was modified"
-    assert adv.shape == (len(EPS), *x.shape) and adv.dtype == x.dtype
-    assert torch.equal(adv[0], x), "epsilon 0 must be the identity"
-    assert float(adv.min()) >= 0.0 and float(adv.max()) <= 1.0
-    for i, eps in enumerate(EPS):
-        delta = (adv[i] - x).flatten(1)
-        size = delta.abs().amax(dim=1) if norm == "linf" else delta.norm(dim=1)
-        assert float(size.max()) <= eps * (1 + 1e-5) + 1e-6
-        if eps > 0:
-            assert float(size.max()) > 0.5 * eps, "the attack should use its budget"
-    assert_no_input_mutation(lambda t: attack(name, model, t, y, [0.1], norm=norm), x)
 
 
 def test_accuracy_ordering_on_a_trained_model(trained: tuple[nn.Module, torch.Tensor, torch.Tensor]) -> None:
@@ -84,23 +67,6 @@ def test_many_epsilons_equal_separate_calls(trained: tuple[nn.Module, torch.Tens
     together = fgsm(model, x[:32], y[:32], [0.03, 0.07], norm="l2")
     for i, eps in enumerate([0.03, 0.07]):
         torch.testing.assert_close(together[i], fgsm(model, x[:32], y[:32], [eps], norm="l2")[0])
-
-
-def test_mode_and_parameters_are_left_alone(trained: tuple[nn.Module, torch.Tensor, torch.Tensor]) -> None:
-    model, x, y = trained
-    model.train()
-    model[1].eval()  # a mixed state must come back as it was
-    modes = [m.training for m in model.modules()]
-    params = [p.detach().clone() for p in model.parameters()]
-    grads = [None if p.grad is None else p.grad.clone() for p in model.parameters()]
-    try:
-        pgd(model, x[:16], y[:16], [0.05], steps=2, generator=gen())
-        assert [m.training for m in model.modules()] == modes
-        for p, q, g in zip(model.parameters(), params, grads, strict=True):
-            assert torch.equal(p, q), "a parameter changed"
-            assert (p.grad is None and g is None) or torch.equal(p.grad, g), "a parameter gradient changed"
-    finally:
-        model.eval()
 
 
 class _Counting(nn.Module):

@@ -1,26 +1,25 @@
-"""Tests of ninr.robustness corruptions: one parametrized harness over the registry, then oracles.
+"""Tests of ninr.robustness corruptions: the registered set, argument checks, then oracles.
 
-The harness checks every registered corruption for shape/dtype/range, no input mutation, a distance
-from the clean image that grows with severity, reproducibility and batch == one by one. Oracles follow:
-closed forms (translate, contrast, pixelate, brightness), scikit-image's canny on a square (pinned),
-the counter-based RNG against a pure-Python hash, and noise std against the requested std.
+The contracts every registered corruption keeps (shape/dtype/range, no input mutation, a distance from
+the clean image that grows with severity, reproducibility, batch == one by one) are checked in
+tests/test_registries.py. Here: closed forms (translate, contrast, pixelate, brightness), scikit-image's
+canny on a square (pinned), the counter-based RNG against a pure-Python hash, and noise std against the
+requested std.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import pytest
 import torch
 
-from helpers import assert_no_input_mutation
+from helpers import garment_images
 from ninr.errors import ConfigError, UnknownNameError
 from ninr.robustness import CORRUPTIONS, TABLES, corrupt, get_corruption
 from ninr.robustness._random import example_keys, hash32, normal, uniform
 from ninr.robustness.corruptions import INTENSITY_NAMES, canny, poisson_quantile
 from ninr.robustness.corruptions._poisson import poisson_ptrs
-from ninr.robustness.severities import IMAGENET_C, MNIST_C
 
 NAMES = CORRUPTIONS.names()
 
@@ -32,16 +31,7 @@ def gen(seed: int = 0) -> torch.Generator:
 @pytest.fixture(scope="module")
 def images() -> torch.Tensor:
     """16 garment-like 28x28 images: a textured ellipse with a hard edge on a black background."""
-    g = gen(0)
-    n, size = 16, 28
-    rows = torch.arange(size).view(1, size, 1).float()
-    cols = torch.arange(size).view(1, 1, size).float()
-    cy, cx = 10 + 8 * torch.rand(n, 1, 1, generator=g), 10 + 8 * torch.rand(n, 1, 1, generator=g)
-    ry, rx = 5 + 6 * torch.rand(n, 1, 1, generator=g), 4 + 6 * torch.rand(n, 1, 1, generator=g)
-    inside = ((rows - cy) / ry) ** 2 + ((cols - cx) / rx) ** 2 <= 1
-    level = 0.4 + 0.5 * torch.rand(n, 1, 1, generator=g)
-    texture = 0.25 * torch.rand(n, size, size, generator=g)
-    return (inside * (level + texture)).clamp(0, 1).unsqueeze(1)
+    return garment_images(16)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +39,7 @@ def rgb() -> torch.Tensor:
     return torch.rand(3, 3, 32, 32, generator=gen(7), dtype=torch.float64)
 
 
-# ----------------------------------------------------------------------------- the registry harness
+# ----------------------------------------------------------------------------- the registered set
 
 
 def test_registry_holds_the_issue_set() -> None:
@@ -61,55 +51,6 @@ def test_registry_holds_the_issue_set() -> None:
     }  # fmt: skip
     assert set(NAMES) == expected
     assert set(INTENSITY_NAMES) == {"gaussian-noise", "uniform-noise", "shot-noise", "impulse-noise", "speckle-noise"}
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_table_is_cited(name: str) -> None:
-    table = TABLES[name]
-    assert len(table.values) == 5 and table.parameter
-    assert any(src in table.source for src in (MNIST_C, IMAGENET_C)) or table.source.startswith("ninr")
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_shape_dtype_range_kept(name: str, images: torch.Tensor, rgb: torch.Tensor) -> None:
-    for x in (images[:4], rgb):
-        for severity in (1, 5):
-            out = corrupt(x, name, severity, generator=gen())
-            assert out.shape == x.shape and out.dtype == x.dtype and out.device == x.device
-            assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
-            assert torch.isfinite(out).all()
-    assert_no_input_mutation(lambda t: corrupt(t, name, 3, generator=gen()), images[:4].clone())
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_distance_grows_with_severity(name: str, images: torch.Tensor) -> None:
-    dist = [float((corrupt(images, name, s, generator=gen()) - images).abs().mean()) for s in range(1, 6)]
-    assert dist[0] > 0
-    assert all(b > a for a, b in itertools.pairwise(dist)), dist
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_reproducible_with_a_generator(name: str, images: torch.Tensor) -> None:
-    spec = get_corruption(name)
-    first = corrupt(images, name, 4, generator=gen(5))
-    assert torch.equal(first, corrupt(images, name, 4, generator=gen(5)))
-    g = gen(5)
-    state = g.get_state()
-    other = corrupt(images, name, 4, generator=g)
-    if spec.random:
-        assert not torch.equal(first, corrupt(images, name, 4, generator=gen(6)))
-        assert not torch.equal(g.get_state(), state), "a random corruption must draw from the generator"
-    else:
-        assert torch.equal(other, first)
-        assert torch.equal(g.get_state(), state), "a deterministic corruption must not consume the generator"
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_batch_equals_one_by_one(name: str, images: torch.Tensor) -> None:
-    batch = corrupt(images[:6], name, 3, generator=gen(9))
-    g = gen(9)
-    single = torch.cat([corrupt(images[i : i + 1], name, 3, generator=g) for i in range(6)])
-    torch.testing.assert_close(batch, single, atol=1e-6, rtol=0)
 
 
 # ----------------------------------------------------------------------------- argument checks

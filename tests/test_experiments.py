@@ -312,7 +312,7 @@ def test_plan_groups_stacks_by_family_and_balances_them_over_workers(tiny_specs,
 
     from ninr.studies import plan_tasks
 
-    with caplog.at_level(logging.INFO, logger="ninr.train.stacked"):
+    with caplog.at_level(logging.INFO, logger="ninr.train.stacking"):
         one = plan_tasks(tiny_specs)
     cnn = [("CN0",), ("CN1",), ("Ci0",), ("Ci1",)]
     assert _labels(one) == [("FN0", "FN1", "Fi0", "Fi1", "stack"), *cnn]
@@ -345,7 +345,7 @@ def test_mixed_sweep_stacks_what_it_can_and_logs_why_the_rest_goes_one_by_one(tm
     doc["table"]["arch"] = {"FC": {"model": "mlp", "model_kwargs": {"width": 16}}}
     specs = expand_preset(parse_preset(doc, name="mixed"))["table"]
     stacked, alone = ResultStore(tmp_path / "stacked"), ResultStore(tmp_path / "alone")
-    with caplog.at_level(logging.INFO, logger="ninr.train.stacked"):
+    with caplog.at_level(logging.INFO, logger="ninr.train.stacking"):
         assert run_specs(specs, stacked, Executor()) == (10, 0)
     assert "Dropout | seed 0: one by one: method(s) ['dropout'] have no stacked form" in caplog.text
     assert run_specs(specs, alone, Executor(), stack=False) == (10, 0)

@@ -203,14 +203,27 @@ def test_l2_penalty_closed_form_excludes_biases_and_niws() -> None:
     method = build("l2", {"coefficient": 0.01})
     weights = [m.weight for m in model.modules() if isinstance(m, nn.Linear)]
     expected = 0.01 * sum(float(w.detach().double().square().sum()) for w in weights)
-    penalty = method.penalty(model)
-    assert penalty is not None and float(penalty.detach()) == pytest.approx(expected, rel=1e-5)
+    penalty = method.value(model)
+    assert float(penalty.detach()) == pytest.approx(expected, rel=1e-5)
     assert {id(w) for w in l2_weights(model)} == {id(w) for w in weights}
-    penalty.backward()  # gradient 2 c w: what SGD(weight_decay=2c) adds
-    assert torch.allclose(weights[0].grad, 0.02 * weights[0].detach())  # type: ignore[arg-type]
-    assert all(m.bias.grad is None for m in model.modules() if isinstance(m, nn.Linear))
-    assert niws(model)["fc1"].grad is None
-    assert build("l2", {"coefficient": 0.0}).penalty(model) is None
+    penalty.backward()  # the oracle: autograd's gradient of the penalty, 2 c w
+    autograd = {name: p.grad for name, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    loss = model(torch.rand(4, 1, 28, 28)).square().sum()
+    loss.backward()
+    plain = {name: p.grad.clone() for name, p in model.named_parameters()}
+    method.add_penalty_grad(model)
+    for name, p in model.named_parameters():
+        if autograd[name] is None:  # biases and NIWs: no penalty, gradient untouched
+            assert torch.equal(p.grad, plain[name]), name
+        else:
+            # The loss gradient plus the penalty's: the same two roundings autograd makes when the penalty is part
+            # of the loss (round(2 c w), then round(g + that)), so the same floats on any machine.
+            assert torch.equal(p.grad, plain[name] + autograd[name]), name
+    assert torch.allclose(weights[0].grad - plain["fc1.weight"], 0.02 * weights[0].detach())
+    before = {name: p.grad.clone() for name, p in model.named_parameters()}
+    build("l2", {"coefficient": 0.0}).add_penalty_grad(model)
+    assert all(torch.equal(p.grad, before[name]) for name, p in model.named_parameters())
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from ninr.cli import main
 from ninr.data import load_dataset
 from ninr.errors import ConfigError
 from ninr.train import TrainConfig, run_id, train
-from ninr.train.run import resolve
+from ninr.train.setup import resolve
 
 
 @pytest.fixture
@@ -117,7 +117,7 @@ def test_channels_last_helper() -> None:
 def test_channels_last_is_refused_where_the_cpu_gets_it_wrong() -> None:
     """Strided 1x1 convolutions (ResNet shortcuts) stay contiguous on the CPU (oneDNN#6035; docs/speed.md)."""
     from ninr.models import build_model
-    from ninr.train.run import to_conv_layout
+    from ninr.train.setup import to_conv_layout
 
     cnn = build_model("cnn", (1, 8, 8), 10, channels=(2, 4), hidden=8)
     resnet = build_model("resnet18", (2, 8, 8), 2, width=4)

@@ -37,18 +37,6 @@ def test_forward_and_backward_on_image_shapes(shape: tuple[int, int, int]) -> No
     assert any(float(p.grad.abs().sum()) > 0 for p in model.parameters() if p.grad is not None)
 
 
-def test_input_stats_standardise_the_input() -> None:
-    torch.manual_seed(0)
-    a = build_model("resnet18", (2, 8, 8), 2, width=4, input_stats=((1.0, -2.0), (2.0, 0.5)))
-    b = build_model("resnet18", (2, 8, 8), 2, width=4)
-    b.load_state_dict({k: v for k, v in a.state_dict().items() if not k.startswith("normalize.")}, strict=False)
-    a.eval()
-    b.eval()
-    x = torch.randn(4, 2, 8, 8)
-    mean, std = torch.tensor([1.0, -2.0]).view(1, 2, 1, 1), torch.tensor([2.0, 0.5]).view(1, 2, 1, 1)
-    torch.testing.assert_close(a(x), b((x - mean) / std))
-
-
 def test_width_sets_the_channels_of_every_stage() -> None:
     model = build_model("resnet18", (2, 16, 16), 2, width=8)
     convs = [m.out_channels for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and "downsample" not in n]

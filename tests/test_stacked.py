@@ -15,27 +15,27 @@ import pytest
 import torch
 from torch import nn
 
+import ninr.train.backends.stacked as stacked_backend
 from ninr.data.base import Dataset
 from ninr.dynamics.niw import NIWProbe
-from ninr.errors import ConfigError
+from ninr.errors import ConfigError, NinrError
 from ninr.functional.nin import nin_additive, nin_conv2d_channel, nin_linear
-from ninr.train import Callback, FitState, MethodSpec, TrainConfig, load_run, train
-from ninr.train import stacked as stacked_mod
-from ninr.train.stacked import (
-    composition_invariant,
-    group_stackable,
-    solo_reason,
-    stack_key,
-    train_many,
-    train_stacked,
-)
-from ninr.train.stacked_model import NotStackableError, StackedNet
-from ninr.train.stacked_ops import (
+from ninr.train import Callback, FitState, MethodSpec, TrainConfig, load_run, train, train_many, train_stacked
+from ninr.train.backends.stacked import StackedBackend
+from ninr.train.backends.stacked_net import NotStackableError, StackedNet
+from ninr.train.backends.stacked_ops import (
     stacked_conv2d,
     stacked_linear,
     stacked_nin_additive,
     stacked_nin_additive_conv,
     stacked_nin_channel,
+)
+from ninr.train.stacking import (
+    composition_invariant,
+    group_stackable,
+    per_run_fields,
+    solo_reason,
+    stack_key,
 )
 
 RTOL, ATOL = 1e-4, 1e-6
@@ -121,6 +121,65 @@ def test_per_run_lr_momentum_penalty_and_batch_transforms() -> None:
     assert_same_as_alone(configs, train_stacked(configs, data=DATA))
 
 
+def test_gradient_hooks_run_per_run_on_gradient_views() -> None:
+    """Gradient noise (an ``on_grad_computed`` hook drawing from the run's own stream) and l2 (``add_penalty_grad``)
+    act on each stacked run's own gradients, as they act on a lone run's."""
+    methods = [
+        (MethodSpec("gradient-noise", {"eta": 0.3}),),
+        (),
+        (MethodSpec("gradient-noise", {"eta": 0.01}), MethodSpec("l2", {"coefficient": 1e-2})),
+    ]
+    configs = [cfg("mlp", m, seed=i) for i, m in enumerate(methods)]
+    assert len(group_stackable(configs)) == 1
+    assert_same_as_alone(configs, train_stacked(configs, data=DATA))
+
+
+def test_phase_calibrated_runs_stack_and_calibrate_as_they_do_alone() -> None:
+    methods = [(MethodSpec("in-ninr", {"phase": "decay"}),), (MethodSpec("full-ninr", {"phase": "catapult"}),)]
+    configs = [cfg("mlp", m, seed=i, max_steps=4, epochs=1) for i, m in enumerate(methods)]
+    results = train_many(configs, data=DATA)
+    assert [r.setup["stacked"] for r in results] == [{"runs": 2, "index": i} for i in range(2)]
+    for config, result in zip(configs, results, strict=True):
+        alone = train(config, data=DATA)
+        assert result.setup["calibration"] == alone.setup["calibration"]  # one preparation path: the same call
+    assert_same_as_alone(configs, results)
+
+
+class HalveLrAtStep(Callback):
+    """Changes the run's learning rate through its optimizer, as a schedule callback would."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, state: FitState) -> None:
+        if state.step == self.step:
+            for group in state.optimizer.param_groups:
+                group["lr"] /= 2
+
+
+def test_a_stacked_runs_optimizer_is_a_real_view_of_its_hyperparameters() -> None:
+    configs = [cfg("mlp", seed=s, lr=0.05 * (s + 1), momentum=0.5 * s) for s in range(2)]
+    schedules = [[HalveLrAtStep(3)], []]
+    results = train_stacked(configs, data=DATA, callbacks=schedules)
+    for config, result, schedule in zip(configs, results, schedules, strict=True):
+        alone = train(config, data=DATA, callbacks=[HalveLrAtStep(3)] if schedule else [])
+        assert_same_records(alone.records, result.records)
+    unscheduled = train(configs[0], data=DATA)
+    assert results[0].final["train_loss"] != pytest.approx(unscheduled.final["train_loss"], rel=1e-6)
+    opt = StackedBackend([results[0].model], lr=[0.1], momentum=[0.0]).optimizers[0]
+    assert opt.param_groups[0]["lr"] == 0.1 and isinstance(opt, torch.optim.Optimizer)
+    with pytest.raises(NinrError, match="stepped by its stack"):
+        opt.step()
+
+
+def test_which_fields_may_differ_inside_a_stack_is_declared_on_the_fields() -> None:
+    assert per_run_fields() == ("methods", "lr", "momentum", "seed")
+    a = cfg("mlp", seed=0)
+    assert stack_key(a) == stack_key(a.replace(seed=3, lr=0.5, momentum=0.9, methods=(MethodSpec("l2"),)))
+    for name, value in (("eval_batch_size", 7), ("max_steps", 2), ("batch_size", 8), ("precision", "bf16")):
+        assert stack_key(a) != stack_key(a.replace(**{name: value})), name
+
+
 def test_a_diverging_run_stops_alone_and_the_others_go_on() -> None:
     configs = [cfg("mlp", seed=i, lr=lr, max_steps=None, epochs=3) for i, lr in enumerate([0.05, 1e6, 0.1])]
     results = train_stacked(configs, data=DATA)
@@ -137,7 +196,7 @@ def test_non_stackable_mix_falls_back_and_logs(caplog: pytest.LogCaptureFixture)
         cfg("mlp", seed=3),
     ]
     assert group_stackable(configs) == [[0], [1, 3], [2]]
-    with caplog.at_level(logging.INFO, logger="ninr.train.stacked"):
+    with caplog.at_level(logging.INFO, logger="ninr.train.stacking"):
         results = train_many(configs, data=DATA)
     text = caplog.text
     assert "one by one" in text and "dropout" in text and "trained 2 runs as one stack" in text
@@ -149,9 +208,9 @@ def test_models_that_do_not_stack_fall_back(monkeypatch: pytest.MonkeyPatch, cap
     def refuse(*args: object, **kwargs: object) -> StackedNet:
         raise NotStackableError("refused for the test")
 
-    monkeypatch.setattr(stacked_mod, "StackedNet", refuse)
+    monkeypatch.setattr(stacked_backend, "StackedNet", refuse)
     configs = [cfg("mlp", seed=s, max_steps=3, epochs=1) for s in range(2)]
-    with caplog.at_level(logging.WARNING, logger="ninr.train.stacked"):
+    with caplog.at_level(logging.WARNING, logger="ninr.train.stacking"):
         results = train_many(configs, data=DATA)
     assert "refused for the test" in caplog.text
     assert all("stacked" not in r.setup for r in results)
@@ -274,7 +333,7 @@ def test_a_niw_probe_on_a_stacked_run_reads_what_it_reads_alone_and_changes_noth
 
 
 def test_callbacks_must_be_one_sequence_per_config() -> None:
-    with pytest.raises(ConfigError, match="one sequence per config"):
+    with pytest.raises(ConfigError, match="one entry per config"):
         train_many([cfg(seed=0), cfg(seed=1)], data=DATA, callbacks=[[]])
 
 
@@ -304,7 +363,7 @@ def test_which_configs_train_one_by_one_and_why(caplog: pytest.LogCaptureFixture
     assert "has no stacked form" in str(solo_reason(cfg("mlp").replace(model="resnet18", model_kwargs={"width": 4})))
     cnns = [cfg("cnn", seed=s, max_steps=2, epochs=1) for s in range(2)]
     assert group_stackable(cnns) == [[0], [1]]
-    with caplog.at_level(logging.INFO, logger="ninr.train.stacked"):
+    with caplog.at_level(logging.INFO, logger="ninr.train.stacking"):
         results = train_many(cnns, data=DATA)
     assert all("stacked" not in r.setup for r in results) and "has convolutions" in caplog.text
     (lone,) = train_many([cfg("mlp", max_steps=2, epochs=1)], data=DATA, min_stack=1)

@@ -100,12 +100,12 @@ def test_channels_last_changes_a_cnn_run_within_the_kernels_accuracy(monkeypatch
     float32 gradients differ from the contiguous ones by up to ~1e-3 relative (Winograd's error order:
     Barabasz et al. 2020). So one step's update agrees within 1% of its size, and six steps' records (losses,
     NIW norms) within 1%; accuracies within two test examples. Bit-identity is a claim for one kernel only."""
-    import ninr.train.run
+    import ninr.train.setup
 
     def both(steps: int) -> tuple:
         cfg = config(methods=NINR, model="cnn", epochs=1, max_steps=steps)
         with monkeypatch.context() as m:
-            m.setattr(ninr.train.run, "use_channels_last", lambda *args: False)
+            m.setattr(ninr.train.setup, "use_channels_last", lambda *args: False)
             plain = train(cfg, data=DATA)
             start = train(cfg.replace(lr=1e-30, max_steps=1), data=DATA)  # the initial weights, in plain layout
         return train(cfg, data=DATA), plain, start

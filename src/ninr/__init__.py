@@ -8,10 +8,9 @@ The public API (see README.md):
     >>> report = ninr.attach_nins(model, "input", sigma=1.0, seed=0)
 """
 
-__version__ = "0.1.0"
-
 from ninr.errors import ConfigError, DataError, NinrError
 from ninr.nn import NoiseInjectionNode, attach_nins, detach_nins, force_noise, nin_nodes, niws
+from ninr.version import __version__
 
 __all__ = [
     "ConfigError",

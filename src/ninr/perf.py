@@ -16,7 +16,7 @@ measurements behind each default).
   :func:`autocast` is the context the fit loops wrap around forward and loss.
 - **Channels-last.** :func:`use_channels_last` is the policy for convolutions (on for CPU and CUDA).
 - **Stacking convolutions.** :func:`stack_convolutions` says whether runs of a convolutional model should
-  share a stack (``ninr.train.stacked``): not on CPU, where one by one (channels-last) is faster.
+  share a stack (``ninr.train.stacking``): not on CPU, where one by one (channels-last) is faster.
 """
 
 from __future__ import annotations

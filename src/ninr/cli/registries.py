@@ -15,7 +15,7 @@ import ninr.studies
 from ninr.cli.args import Handler
 from ninr.data import load_fashion_mnist_raw, locate_fashion_mnist
 from ninr.errors import ConfigError, did_you_mean
-from ninr.registry import registries
+from ninr.registry import load_plugins, registries
 
 LOADED = (ninr.data, ninr.functional, ninr.hep, ninr.methods, ninr.models, ninr.robustness, ninr.studies)
 """Packages whose import registers components (``ninr list`` shows what they registered)."""
@@ -34,7 +34,8 @@ def register(sub: Any) -> dict[str, Handler]:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    """``ninr list [KIND]``."""
+    """``ninr list [KIND]`` (installed plugins included)."""
+    load_plugins()
     regs = registries()
     kind_arg = args.kind[:-1] if args.kind and args.kind.endswith("s") and args.kind[:-1] in regs else args.kind
     kinds = [kind_arg] if kind_arg else sorted(regs)

@@ -113,7 +113,7 @@ class Dataset:
         )
 
 
-DATASETS = Registry[Callable[..., Dataset]]("dataset")
+DATASETS = Registry[Callable[..., Dataset]]("dataset", group="ninr.datasets")
 
 
 def load_dataset(name: str, **kwargs: Any) -> Dataset:

@@ -44,7 +44,7 @@ class Sampler(Protocol):
     ) -> torch.Tensor: ...
 
 
-DISTRIBUTIONS: Registry[Sampler] = Registry("distribution")
+DISTRIBUTIONS: Registry[Sampler] = Registry("distribution", group="ninr.distributions")
 
 _F = TypeVar("_F", bound=Callable[..., torch.Tensor])
 

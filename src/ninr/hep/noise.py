@@ -65,7 +65,7 @@ def correlated_noise(
     """Gaussian noise correlated over the last two axes with correlation length ``length`` pixels."""
     check_positive("length", length)
     white = torch.randn(tuple(shape), generator=generator, device=device, dtype=torch.float64)
-    if len(shape) < 2:
+    if len(shape) < 2 or white.numel() == 0:  # no neighbours to blur over (an empty draw has no pixels at all)
         return white.mul_(scale).to(dtype)
     kernel = periodic_gaussian_kernel(shape[-2], shape[-1], length).to(white.device)
     blurred = periodic_blur(white, kernel)
@@ -90,7 +90,7 @@ def pileup_noise(
     energy = torch.empty(tuple(shape), device=device, dtype=torch.float64).exponential_(1.0, generator=generator)
     raw = hit * energy  # mean p, variance 2p - p^2 (E[X^2] = 2 for Exp(1))
     sum_k2 = 1.0
-    if len(shape) >= 2:
+    if len(shape) >= 2 and raw.numel():
         kernel = periodic_gaussian_kernel(shape[-2], shape[-1], width).to(raw.device)
         raw = periodic_blur(raw, kernel)  # sum k = 1 keeps the mean
         sum_k2 = float(kernel.square().sum())

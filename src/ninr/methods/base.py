@@ -2,8 +2,11 @@
 
 A method is a small dataclass of validated hyperparameters with hooks called by the fit loop at the
 right place (cf. skorch's callbacks): ``configure_model`` once before the optimizer is built,
-``transform_batch`` on each training batch, ``penalty`` added to the loss, ``on_grad_computed``
-between backward and the optimizer step. Every hook is a no-op by default.
+``transform_batch`` on each training batch, ``penalty`` added to the loss, ``add_penalty_grad`` and then
+``on_grad_computed`` between backward and the optimizer step. Every hook is a no-op by default.
+
+A method declares whether runs using it may share a stack (:attr:`Method.stackable`, read by
+:mod:`ninr.train.stacking`): in a stack each hook still sees one run, through that run's own objects.
 """
 
 from __future__ import annotations
@@ -50,6 +53,12 @@ class Method:
     name: ClassVar[str] = ""
     conflicts: ClassVar[Mapping[str, str]] = {}
     """Methods this one cannot be combined with, and why (checked both ways by :func:`check_compatible`)."""
+    stackable: ClassVar[bool] = False
+    """Whether runs using this method may train in a stack of runs (:mod:`ninr.train.stacking`). True when every
+    hook it overrides works on one run through that run's own objects: ``transform_batch`` on the run's slice of
+    the batch, ``add_penalty_grad`` and ``on_grad_computed`` on the run's model, whose parameters and gradients
+    are then views of the stack, and ``configure_model`` only by attaching what the stacked network knows (noise
+    injection nodes). ``penalty`` is never stackable: its autograd graph would not reach the stack."""
 
     def configure_model(self, model: nn.Module, ctx: SetupContext) -> dict[str, Any]:
         """Change the model in place before training; returns facts worth recording (may be empty)."""
@@ -63,15 +72,25 @@ class Method:
         """A term added to the training loss, or ``None``."""
         return None
 
+    def add_penalty_grad(self, model: nn.Module) -> None:
+        """Add the gradient of a loss penalty to the parameters' ``.grad``, after ``backward()`` and before every
+        method's ``on_grad_computed``: a penalty given by its gradient (what ``l2`` does), which a stack applies
+        run by run on gradient views."""
+
+    def stack_signature(self) -> Any:
+        """What runs sharing a stack must agree on when they use this method (``None``: nothing), e.g. how a
+        noise injection node is connected; part of :func:`ninr.train.stacking.stack_key`."""
+        return None
+
     def on_grad_computed(self, model: nn.Module, ctx: StepContext) -> None:
-        """Called after ``backward()`` and before ``optimizer.step()``."""
+        """Called after ``backward()`` (and every method's ``add_penalty_grad``) and before ``optimizer.step()``."""
 
     def params(self) -> dict[str, Any]:
         """The resolved hyperparameters (defaults filled in), for the run's config."""
         return dataclasses.asdict(self) if dataclasses.is_dataclass(self) else {}
 
 
-METHODS: Registry[type[Method]] = Registry("method")
+METHODS: Registry[type[Method]] = Registry("method", group="ninr.methods")
 
 
 def register(cls: type[Method]) -> type[Method]:

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ninr.errors import check_nonneg, check_probability
+from ninr.functional.penalties import add_l2_grad_, l2_penalty
 from ninr.methods.base import Method, SetupContext, register
 from ninr.methods.placement import LAYERS, Where, as_where, select_modules
 from ninr.nn.noise_layers import NoiseDropout
@@ -21,6 +22,7 @@ class NoMethod(Method):
     """Plain SGD, no regularization."""
 
     name: ClassVar[str] = "none"
+    stackable: ClassVar[bool] = True
 
 
 @register
@@ -28,29 +30,31 @@ class NoMethod(Method):
 class L2(Method):
     """L2 penalty: coefficient * sum of squared weights of the Linear/Conv layers (biases, NIWs excluded).
 
-    The penalty ``c * sum(w^2)`` has gradient ``2 c w``: with plain SGD it is the same update as
-    ``torch.optim.SGD(weight_decay=2 c)`` restricted to those weights. Biases and noise injection
-    weights are left out, as is usual for weight decay (and the NIWs must stay free to decay on
-    their own: that decay is what NINR is about).
+    The penalty ``c * sum(w^2)`` enters through its gradient ``2 c w``, added to each weight's gradient after
+    backward (:func:`ninr.functional.penalties.add_l2_grad_`; the same values autograd gives for the penalty
+    in the loss, and applied run by run in a stack). With plain SGD it is the update of
+    ``torch.optim.SGD(weight_decay=2 c)`` restricted to those weights. Biases and noise injection weights are
+    left out, as is usual for weight decay (and the NIWs must stay free to decay on their own: that decay is
+    what NINR is about).
 
     Args:
         coefficient: c >= 0 (default 1e-4, i.e. weight decay 2e-4).
     """
 
     name: ClassVar[str] = "l2"
+    stackable: ClassVar[bool] = True
 
     coefficient: float = 1e-4
 
     def __post_init__(self) -> None:
         check_nonneg("coefficient", self.coefficient)
 
-    def penalty(self, model: nn.Module) -> torch.Tensor | None:
-        if self.coefficient == 0:
-            return None
-        weights = l2_weights(model)
-        if not weights:
-            return None
-        return self.coefficient * torch.stack([w.square().sum() for w in weights]).sum()
+    def add_penalty_grad(self, model: nn.Module) -> None:
+        add_l2_grad_(l2_weights(model), self.coefficient)
+
+    def value(self, model: nn.Module) -> torch.Tensor:
+        """The penalty ``c * sum(w^2)`` over :func:`l2_weights` (for logging; training uses its gradient)."""
+        return l2_penalty(l2_weights(model), self.coefficient)
 
 
 def l2_weights(model: nn.Module) -> list[torch.Tensor]:

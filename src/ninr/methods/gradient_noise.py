@@ -99,6 +99,7 @@ class GradientNoiseMethod(Method):
     """
 
     name: ClassVar[str] = "gradient-noise"
+    stackable: ClassVar[bool] = True
 
     eta: float = NEELAKANTAN_ETA
     gamma: float = NEELAKANTAN_GAMMA

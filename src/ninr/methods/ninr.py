@@ -11,12 +11,13 @@ from torch import nn
 from ninr.errors import ConfigError, check_choice, check_nonneg
 from ninr.functional.noise import DISTRIBUTIONS
 from ninr.methods.base import Method, SetupContext, register
+from ninr.methods.calibrate import Calibration, sigma_for_phase
 from ninr.nn.attach import attach_nins
 from ninr.nn.nin import CONV_MODES, DEFAULT_CONV_MODE, NOISE_PER
 from ninr.rng import derive_seed
 
 CALIBRATED_PHASES = ("decay", "catapult")
-"""Phases a NINR method can be asked for instead of a sigma (see ninr.methods.calibrate)."""
+"""Phases a NINR method can be asked for instead of a sigma (see :mod:`ninr.methods.calibrate`)."""
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class _NINR(Method):
     phase: str | None = None
 
     where: ClassVar[str] = "input"
+    stackable: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         check_nonneg("sigma", self.sigma)
@@ -39,6 +41,11 @@ class _NINR(Method):
         DISTRIBUTIONS.get(self.distribution)
         check_choice("per", self.per, NOISE_PER)
         check_choice("conv_mode", self.conv_mode, CONV_MODES)
+
+    def stack_signature(self) -> Any:
+        """How the nodes connect: a stacked layer's nodes must all draw per example or all per pixel, and
+        feed a convolution the same way."""
+        return {"nin": [self.per, self.conv_mode]}
 
     def configure_model(self, model: nn.Module, ctx: SetupContext) -> dict[str, Any]:
         facts: dict[str, Any] = {}
@@ -60,10 +67,8 @@ class _NINR(Method):
         )
         return {"nin_layers": report.layers, **facts}
 
-    def _calibrate(self, model: nn.Module, ctx: SetupContext) -> Any:
-        """The sigma that puts the NINs in ``self.phase`` (ninr.dynamics.sigma_for_phase), replacing ``sigma``."""
-        from ninr.methods.calibrate import sigma_for_phase
-
+    def _calibrate(self, model: nn.Module, ctx: SetupContext) -> Calibration:
+        """The sigma that puts the NINs in ``self.phase`` (:func:`sigma_for_phase`), replacing ``sigma``."""
         if ctx.probe is None or ctx.lr is None:
             raise ConfigError(
                 f"`phase` must be None when no training data is at hand to calibrate sigma, got {self.phase!r}"

@@ -43,6 +43,7 @@ class CDT(Method):
     """
 
     name: ClassVar[str] = "cdt"
+    stackable: ClassVar[bool] = True
 
     strength: float = CDT_STRENGTHS[0]
     fraction: float = 1.0
@@ -73,6 +74,7 @@ class InputNoiseMethod(Method):
     """
 
     name: ClassVar[str] = "input-noise"
+    stackable: ClassVar[bool] = True
 
     scale: float = 0.1
     distribution: str = "gaussian"

@@ -16,7 +16,7 @@ Every builder accepts ``input_stats=(mean, std)`` (per channel) and standardises
 """
 
 
-MODELS: Registry[ModelBuilder] = Registry("model")
+MODELS: Registry[ModelBuilder] = Registry("model", group="ninr.models")
 
 
 def build_model(name: str, input_shape: Sequence[int], num_classes: int, **kwargs: Any) -> nn.Module:

@@ -28,8 +28,8 @@ from ninr.report.tables import markdown_table
 from ninr.studies.parts import get_part, ordered
 from ninr.studies.run import get_hook
 from ninr.studies.store import ResultStore, find_stores, records_to_csv
-from ninr.train.run import versions as current_versions
 from ninr.train.rundir import atomic_write_bytes
+from ninr.train.setup import versions as current_versions
 
 
 def _unique(items: list[Any]) -> list[Any]:

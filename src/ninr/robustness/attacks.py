@@ -32,7 +32,7 @@ EOT_DEFAULT = 8  # gradient samples per step for a model whose noise is on (when
 PGD_STEP_FACTOR = 2.5  # Madry et al. (2018): step size 2.5 epsilon / steps
 
 
-ATTACKS: Registry[Callable[..., torch.Tensor]] = Registry("attack")
+ATTACKS: Registry[Callable[..., torch.Tensor]] = Registry("attack", group="ninr.attacks")
 
 
 def check_epsilons(epsilons: Any) -> list[float]:

@@ -32,7 +32,7 @@ from ninr.errors import ConfigError, check_positive_int
 from ninr.studies.run import RunOutput, run_task
 from ninr.studies.store import RunResult
 from ninr.studies.tasks import Task
-from ninr.train.run import versions
+from ninr.train.setup import versions
 
 TaskFn = Callable[[Task], list[RunOutput]]
 """``run_fn(task) -> outputs``, one per spec of the task in order (default: :func:`execute_task`'s)."""

@@ -59,7 +59,7 @@ class StudyPart:
         return fn
 
 
-PARTS = Registry[StudyPart]("study part")
+PARTS = Registry[StudyPart]("study part", group="ninr.parts")
 
 # Modules that register study parts when imported. Others plug theirs in here.
 PART_MODULES: tuple[str, ...] = ("ninr.studies.table", "ninr.studies.phases_part", "ninr.studies.hep_part")

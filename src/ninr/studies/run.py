@@ -85,7 +85,7 @@ class RunHook(Callback):
         return []
 
 
-RUN_HOOKS = Registry[Callable[["RunSpec"], RunHook]]("run hook")
+RUN_HOOKS = Registry[Callable[["RunSpec"], RunHook]]("run hook", group="ninr.hooks")
 
 # Modules that register run hooks when imported (workers import them too). Others plug theirs in here.
 HOOK_MODULES: tuple[str, ...] = ("ninr.studies.hooks", "ninr.studies.robustness_hook")
@@ -169,7 +169,7 @@ def train_records_many(specs: Sequence[RunSpec]) -> list[RunOutput]:
     are callbacks of their own run, stacked or not); ``meta["stacked"] = {"runs": K, "index": k}`` says which
     runs were trained in a stack of K (absent for a run that went one by one: the log says why).
     """
-    from ninr.train.stacked import train_many
+    from ninr.train.run import train_many
 
     hooks = [[get_hook(name)(spec) for name in spec.hooks] for spec in specs]
     keys = [canonical_json([s.train.dataset, dict(s.train.dataset_kwargs)]) for s in specs]

@@ -23,7 +23,7 @@ from ninr.studies.progress import Progress
 from ninr.studies.store import ResultStore, RunResult
 from ninr.studies.sweep import RunSpec, relabel
 from ninr.studies.tasks import Task, describe_plan, pending, plan_tasks, stacking
-from ninr.train.run import versions
+from ninr.train.setup import versions
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any
 from ninr.errors import ConfigError
 from ninr.studies.config import Arch, Preset, StudyConfig, Variant
 from ninr.train.config import MethodSpec, TrainConfig, run_id
-from ninr.train.run import resolve
+from ninr.train.setup import resolve
 
 LABEL_FIELDS = ("study", "part", "arch", "label", "expected_phase")
 

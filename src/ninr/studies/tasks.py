@@ -12,13 +12,13 @@ a resumed session plans the same stacks as the first one):
 2. Specs share a stack only with specs of the same part, hooks and options, and when
    :func:`ninr.train.group_stackable` puts their training configs in one stack. A spec that cannot
    stack (a method without a stacked form such as dropout, a CNN on the CPU, ...) is a task of its
-   own, and the log (logger ``ninr.train.stacked``) says why.
+   own, and the log (logger ``ninr.train.stacking``) says why.
 3. Each group of n specs is split into ``min(workers, n)`` near-equal stacks (more if a stack would
    exceed ``max_stack``): every worker gets its share of every kind of run, so the work balances
    whatever the runs' relative cost (a CNN run costs 20 FC runs), and no task holds more than
    ``1/workers`` of its group's work, hence of the part's.
 
-Records do not depend on the plan where :func:`ninr.train.stacked.composition_invariant` holds (models
+Records do not depend on the plan where :func:`ninr.train.stacking.composition_invariant` holds (models
 without convolutions on the CPU: every stack the sweep builds there): a run's records are then bit for
 bit the same in a stack of 1, 8 or 16, in any slot, so the in-process, pool and Dask executors store
 identical records whatever their number of workers. Elsewhere, stacks differ from one another (and from
@@ -42,9 +42,9 @@ from ninr.errors import ConfigError, check_positive_int
 from ninr.studies.config import StudyConfig
 from ninr.studies.sweep import RunSpec
 from ninr.train.config import canonical_json
-from ninr.train.stacked import MAX_STACK, composition_invariant, group_stackable, why_alone
+from ninr.train.stacking import MAX_STACK, composition_invariant, group_stackable, why_alone
 
-log = logging.getLogger("ninr.train.stacked")
+log = logging.getLogger("ninr.train.stacking")
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,7 @@ def _split(members: list[RunSpec], workers: int, max_stack: int) -> list[list[Ru
 
 def pending(tasks: Sequence[Task], finished: set[str]) -> list[Task]:
     """What a session still executes: tasks with missing runs; a part-finished stack trains only its missing
-    runs where :func:`~ninr.train.stacked.composition_invariant` holds, else trains whole (the session then
+    runs where :func:`~ninr.train.stacking.composition_invariant` holds, else trains whole (the session then
     writes only the missing runs)."""
     todo = []
     for task in tasks:

@@ -34,6 +34,11 @@ class MethodSpec:
     params: Mapping[str, Any] = field(default_factory=dict)
 
 
+PER_RUN: Mapping[str, Any] = {"stack": "per-run"}
+"""Field metadata: runs of one stack may differ in this field (:func:`ninr.train.stacking.stack_key`). A field
+without it is shared by every run of a stack, so a new field splits stacks until it is declared per-run."""
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that determines one training run.
@@ -54,20 +59,23 @@ class TrainConfig:
         eval_batch_size: batch size of evaluation passes (no effect on results).
         precision: ``"fp32"`` (default, the reference for every published number) or ``"bf16"``
             (autocast around forward and loss, fp32 weights; needs native bf16, see ``ninr.perf``).
-            Left out of :meth:`to_dict` when ``"fp32"``, so run ids from before it existed still hold.
+            Left out of :meth:`to_dict` when ``"fp32"``, so the run ids of fp32 runs do not name it.
+
+    Fields marked :data:`PER_RUN` (methods, lr, momentum, seed) may differ between the runs of one stack; every
+    other field is shared by them.
     """
 
     dataset: str = "fashion-mnist"
     dataset_kwargs: Mapping[str, Any] = field(default_factory=dict)
     model: str = "mlp"
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)
-    methods: tuple[MethodSpec, ...] = ()
-    lr: float = 0.05
-    momentum: float = 0.0
+    methods: tuple[MethodSpec, ...] = field(default=(), metadata=PER_RUN)
+    lr: float = field(default=0.05, metadata=PER_RUN)
+    momentum: float = field(default=0.0, metadata=PER_RUN)
     batch_size: int = 64
     epochs: int = 5
     max_steps: int | None = None
-    seed: int = 0
+    seed: int = field(default=0, metadata=PER_RUN)
     device: str = "cpu"
     eval_batch_size: int = 2000
     precision: str = "fp32"

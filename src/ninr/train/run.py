@@ -1,38 +1,55 @@
-"""``train(config) -> TrainResult``: one training run from a config, with no global state.
+"""Training runs from configs: ``train(config)``, ``train_stacked(configs)``, ``train_many(configs)``.
 
-This is the entry point the CLI and the experiment runner call. It loads the data, builds the
-model under a seed derived from the config, applies the methods, trains, and (given ``out_dir``)
-writes the run directory.
+These are the entry points the CLI and the study parts call. Each loads the data (unless given), prepares
+every run the same way (:func:`ninr.train.setup.prepare_run`), trains through the one loop
+(:func:`ninr.train.fit.fit`) on the one-model or the stacked backend, and (given output directories)
+writes each run's directory. No global state is read or left behind.
+
+``train_many`` is the hook for sweeps: it groups configs with :func:`ninr.train.stacking.group_stackable`,
+stacks each group and trains the rest one by one, saying so in the log (logger ``ninr.train.stacking``).
+Stacked and one-by-one training give each run the same records to float tolerance (the tests check it).
 """
 
 from __future__ import annotations
 
-import platform
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
-import ninr
 from ninr.data.base import Dataset, load_dataset
-from ninr.methods.base import Method, SetupContext, build, check_compatible
-from ninr.models.layers import InputStats, channel_stats
-from ninr.models.registry import build_model
-from ninr.perf import use_channels_last
-from ninr.rng import derive_seed, make_generator, scoped_global_seed
+from ninr.errors import ConfigError, check_positive_int
+from ninr.perf import check_precision, use_channels_last
+from ninr.rng import derive_seed, scoped_global_seed
 from ninr.train import rundir
+from ninr.train.backends.base import Backend
+from ninr.train.backends.single import SingleBackend
+from ninr.train.backends.stacked import StackedBackend
+from ninr.train.backends.stacked_net import NotStackableError
 from ninr.train.callbacks import Callback, FitState
-from ninr.train.config import MethodSpec, TrainConfig, run_id
-from ninr.train.loop import fit
+from ninr.train.config import TrainConfig, canonical_json
+from ninr.train.fit import fit
+from ninr.train.setup import (
+    PreparedRun,
+    build_setup,
+    prepare_run,
+    resolve,
+    to_conv_layout,
+    versions,
+    with_calibrated_sigma,
+)
+from ninr.train.stacking import MAX_STACK, group_stackable, solo_reason, stack_key, why_alone
+
+log = logging.getLogger("ninr.train.stacking")
 
 
 @dataclass
 class TrainResult:
-    """The outcome of :func:`train`."""
+    """The outcome of one run."""
 
     run_id: str
     config: dict[str, Any]
@@ -49,37 +66,14 @@ class TrainResult:
         return self.records[-1] if self.records else {}
 
 
-def resolve(config: TrainConfig) -> tuple[dict[str, Any], list[Method]]:
-    """The config as a dict with every method's hyperparameters filled in, and the method objects."""
-    methods = [build(spec.name, dict(spec.params)) for spec in config.methods]
-    check_compatible(methods)
-    resolved = config.to_dict()
-    resolved["methods"] = [{"name": m.name, "params": m.params()} for m in methods]
-    return resolved, methods
+class MetricsWriter(Callback):
+    """Appends each epoch's record to ``metrics.jsonl`` as soon as it exists."""
 
+    def __init__(self, path: Path) -> None:
+        self.path = path
 
-def build_setup(
-    config: TrainConfig,
-    input_shape: Sequence[int],
-    num_classes: int,
-    methods: Sequence[Method],
-    input_stats: InputStats = ((0.0,), (1.0,)),
-    probe: tuple[torch.Tensor, torch.Tensor] | None = None,
-) -> tuple[nn.Module, dict[str, Any]]:
-    """The model with every method applied, initialised from the config's seed, on its device.
-
-    ``input_stats`` (per-channel mean and std of the training images) become the model's fixed
-    input standardisation.
-    """
-    kwargs = {"input_stats": input_stats, **dict(config.model_kwargs)}
-    with scoped_global_seed(derive_seed(config.seed, "model-init")):
-        model = build_model(config.model, input_shape, num_classes, **kwargs)
-    model.to(config.device)
-    example = torch.zeros((2, *input_shape), device=config.device)
-    setup: dict[str, Any] = {}
-    for method in methods:
-        setup.update(method.configure_model(model, SetupContext(config.seed, example, probe, config.lr)))
-    return model, setup
+    def on_epoch_end(self, state: FitState, record: dict[str, Any]) -> None:
+        rundir.append_jsonl(self.path, record)
 
 
 def train(
@@ -97,68 +91,170 @@ def train(
         >>> train(cfg).status
         'stopped'
     """
-    started = time.perf_counter()
-    resolved, methods = resolve(config)
-    rid = run_id(resolved)
-    out = rundir.prepare_run_dir(Path(out_dir), overwrite=overwrite) if out_dir is not None else None
-    if data is None:
-        data = load_dataset(config.dataset, **dict(config.dataset_kwargs))
-    data = data.to(config.device)
-    probe = calibration_probe(data, config.seed)
-    model, setup = build_setup(config, data.input_shape, data.num_classes, methods, channel_stats(data.x_train), probe)
-    to_conv_layout(model, config.device)
-    meta = _run_meta(rid, resolved, data, setup)
-    if out is not None:
-        rundir.atomic_write_json(out / rundir.CONFIG, meta)
-    writers: list[Callback] = [_MetricsWriter(out / rundir.METRICS)] if out is not None else []
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
-    with scoped_global_seed(derive_seed(config.seed, "global")):
-        state = fit(model, optimizer, data, config, methods, [*writers, *callbacks])
-    result = TrainResult(rid, resolved, state.status, state.records, model, setup, time.perf_counter() - started, out)
-    if out is not None:
-        _write_outputs(out, result, meta)
-    return result
+    return _train_group([config], data, [out_dir], overwrite, [list(callbacks)], stacked=False)[0]
 
 
-def to_conv_layout(model: nn.Module, device: str | torch.device) -> nn.Module:
-    """Put a model with convolutions in channels-last memory format where :func:`ninr.perf.use_channels_last` says so.
+def train_stacked(
+    configs: Sequence[TrainConfig],
+    *,
+    data: Dataset | None = None,
+    out_dirs: Sequence[str | Path | None] | None = None,
+    overwrite: bool = False,
+    callbacks: Sequence[Sequence[Callback]] | None = None,
+) -> list[TrainResult]:
+    """Train ``configs`` (one stack: equal :func:`~ninr.train.stacking.stack_key`) as one computation.
 
-    Why: a CNN's training step is about a quarter faster channels-last on CPU (docs/speed.md). The weights alone
-    suffice (the first convolution then outputs channels-last and the rest follow). Layout changes rounding in
-    the last bit only, so :func:`train` and :func:`load_run` both call this: a reloaded checkpoint computes
-    exactly what the trained model computed. Models without convolutions, and models with a convolution the
-    CPU's channels-last path gets wrong (strided 1x1: ResNet shortcuts), are left alone. In place; returns it.
+    ``callbacks``: one sequence per config, called as :func:`train` calls a run's callbacks (their
+    ``state.model`` is the run's own model, its parameters views of the stack until training ends).
+
+    Raises:
+        ConfigError: the configs do not share a stack key.
+        NotStackableError: the built models have no stacked form (nothing has been written yet).
     """
-    if any(isinstance(m, nn.Conv2d) for m in model.modules()) and use_channels_last(device, model):
-        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    return model
+    keys = {stack_key(c) for c in configs}
+    if not configs or None in keys or len(keys) != 1:
+        raise ConfigError("`configs` must be non-empty and stackable together (equal stack_key); use train_many")
+    outs = _per_config("out_dirs", out_dirs, len(configs), lambda: None)
+    cbs = _per_config("callbacks", callbacks, len(configs), list)
+    return _train_group(configs, data, outs, overwrite, cbs, stacked=True)
 
 
-PROBE_SIZE = 1000
-"""Training examples in the fixed batch methods may calibrate on (enough for a stable curvature estimate)."""
+def train_many(
+    configs: Sequence[TrainConfig],
+    data: Dataset | None = None,
+    *,
+    out_dirs: Sequence[str | Path | None] | None = None,
+    overwrite: bool = False,
+    max_stack: int = MAX_STACK,
+    callbacks: Sequence[Sequence[Callback]] | None = None,
+    min_stack: int = 2,
+) -> list[TrainResult]:
+    """Train every config, stacking those that can share a stack; results in the order of ``configs``.
+
+    Groups come from :func:`~ninr.train.stacking.group_stackable`; a group smaller than ``min_stack``, or a
+    group whose models turn out not to stack, is trained one by one, and the log (logger
+    ``ninr.train.stacking``) says which and why. ``min_stack=1`` trains even a config without a partner as a
+    stack of one (unless it has a :func:`~ninr.train.stacking.solo_reason`), so that its records are bit for
+    bit those a larger stack gives it where :func:`~ninr.train.stacking.composition_invariant` holds.
+    ``data``, when given, is used for every config; otherwise each data set is loaded once per call.
+    """
+    check_positive_int("min_stack", min_stack)
+    outs = _per_config("out_dirs", out_dirs, len(configs), lambda: None)
+    cbs = _per_config("callbacks", callbacks, len(configs), list)
+    cache: dict[str, Dataset] = {}
+    results: list[TrainResult | None] = [None] * len(configs)
+    for group in group_stackable(configs, max_stack):
+        group_data = data if data is not None else _load(configs[group[0]], cache)
+        solo = solo_reason(configs[group[0]]) if len(group) == 1 else None
+        stack_it = len(group) >= min_stack and solo is None
+        if stack_it:
+            try:
+                done = _train_group(
+                    [configs[i] for i in group],
+                    group_data,
+                    [outs[i] for i in group],
+                    overwrite,
+                    [cbs[i] for i in group],
+                    stacked=True,
+                )
+            except NotStackableError as exc:
+                log.warning("training %d runs one by one: their models do not stack (%s)", len(group), exc)
+            else:
+                log.info("trained %d runs as one stack (%s)", len(group), configs[group[0]].model)
+                for i, result in zip(group, done, strict=True):
+                    results[i] = result
+                continue
+        for i in group:
+            if not stack_it:
+                why = solo or (why_alone(configs[i]) if len(group) == 1 else f"groups under min_stack={min_stack}")
+                log.info("training run %d one by one: %s", i, why)
+            results[i] = _train_group([configs[i]], group_data, [outs[i]], overwrite, [cbs[i]], stacked=False)[0]
+    return [r for r in results if r is not None]
 
 
-def calibration_probe(data: Dataset, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A fixed batch of training examples drawn with the run's ``"calibration-probe"`` stream."""
-    gen = make_generator(seed, "calibration-probe")
-    idx = torch.randperm(len(data.x_train), generator=gen)[:PROBE_SIZE].to(data.x_train.device)
-    return data.x_train[idx], data.y_train[idx]
+def _train_group(
+    configs: Sequence[TrainConfig],
+    data: Dataset | None,
+    out_dirs: Sequence[str | Path | None],
+    overwrite: bool,
+    callbacks: Sequence[Sequence[Callback]],
+    stacked: bool,
+) -> list[TrainResult]:
+    """Prepare, train (one model, or one stack) and write ``configs``; one result per config."""
+    started = time.perf_counter()
+    cfg = configs[0]
+    check_precision(cfg.precision, cfg.device)
+    for c in configs:
+        resolve(c)  # bad names and hyperparameters fail before anything is written
+    outs = [None if d is None else rundir.prepare_run_dir(Path(d), overwrite=overwrite) for d in out_dirs]
+    if data is None:
+        data = load_dataset(cfg.dataset, **dict(cfg.dataset_kwargs))
+    data = data.to(cfg.device)
+    runs = [prepare_run(c, data) for c in configs]
+    backend = _backend(runs, stacked)
+    if stacked:
+        for k, run in enumerate(runs):
+            run.setup["stacked"] = {"runs": len(runs), "index": k}
+    metas = [_run_meta(run, data) for run in runs]
+    writers: list[list[Callback]] = []
+    for out, meta in zip(outs, metas, strict=True):
+        if out is not None:
+            rundir.atomic_write_json(out / rundir.CONFIG, meta)
+        writers.append([MetricsWriter(out / rundir.METRICS)] if out is not None else [])
+    per_run = [[*w, *cbs] for w, cbs in zip(writers, callbacks, strict=True)]
+    with scoped_global_seed(derive_seed(cfg.seed, "global")):  # for code that draws from torch's global RNG
+        states = fit(backend, data, configs, [run.methods for run in runs], per_run)
+    backend.release()
+    wall = (time.perf_counter() - started) / len(runs)
+    results = []
+    for run, state, out, meta in zip(runs, states, outs, metas, strict=True):
+        result = TrainResult(run.run_id, run.resolved, state.status, state.records, run.model, run.setup, wall, out)
+        if out is not None:
+            _write_outputs(out, result, meta)
+        results.append(result)
+    return results
 
 
-def _run_meta(rid: str, resolved: dict[str, Any], data: Dataset, setup: dict[str, Any]) -> dict[str, Any]:
+def _backend(runs: Sequence[PreparedRun], stacked: bool) -> Backend:
+    cfg = runs[0].config
+    if not stacked:
+        model = to_conv_layout(runs[0].model, cfg.device)
+        return SingleBackend(model, lr=cfg.lr, momentum=cfg.momentum)
+    models = [run.model for run in runs]
+    has_conv = any(isinstance(m, nn.Conv2d) for m in models[0].modules())
+    return StackedBackend(
+        models,
+        lr=[run.config.lr for run in runs],
+        momentum=[run.config.momentum for run in runs],
+        use_channels_last=has_conv and use_channels_last(cfg.device, models[0]),
+    )
+
+
+def _per_config(name: str, values: Sequence[Any] | None, n: int, default: Any) -> list[Any]:
+    """One entry per config: ``values`` checked for length, or ``default`` for each."""
+    if values is None:
+        return [default() for _ in range(n)]
+    if len(values) != n:
+        raise ConfigError(f"`{name}` must have one entry per config ({n}), got {len(values)}")
+    return list(values)
+
+
+def _load(config: TrainConfig, cache: dict[str, Dataset]) -> Dataset:
+    key = canonical_json([config.dataset, dict(config.dataset_kwargs)])
+    if key not in cache:
+        cache[key] = load_dataset(config.dataset, **dict(config.dataset_kwargs))
+    return cache[key]
+
+
+def _run_meta(run: PreparedRun, data: Dataset) -> dict[str, Any]:
     return {
-        "run_id": rid,
-        "config": resolved,
+        "run_id": run.run_id,
+        "config": run.resolved,
         "input_shape": list(data.input_shape),
         "num_classes": data.num_classes,
-        "setup": setup,
+        "setup": run.setup,
         "versions": versions(),
     }
-
-
-def versions() -> dict[str, str]:
-    """Versions that can change results."""
-    return {"ninr": ninr.__version__, "torch": torch.__version__, "python": platform.python_version()}
 
 
 def _write_outputs(out: Path, result: TrainResult, meta: dict[str, Any]) -> None:
@@ -173,35 +269,11 @@ def _write_outputs(out: Path, result: TrainResult, meta: dict[str, Any]) -> None
     rundir.save_checkpoint(out / rundir.CHECKPOINT, result.model.state_dict(), meta)
 
 
-class _MetricsWriter(Callback):
-    """Appends each epoch's record to ``metrics.jsonl`` as soon as it exists."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def on_epoch_end(self, state: FitState, record: dict[str, Any]) -> None:
-        rundir.append_jsonl(self.path, record)
-
-
-def _with_calibrated_sigma(config: TrainConfig, setup: dict[str, Any]) -> TrainConfig:
-    """Replace a method's ``phase`` by the sigma it was calibrated to (no data is needed to rebuild)."""
-    calibration = setup.get("calibration")
-    if not calibration:
-        return config
-    specs = []
-    for spec in config.methods:
-        params = dict(spec.params)
-        if params.get("phase") is not None:
-            params.update(phase=None, sigma=float(calibration["sigma"]))
-        specs.append(MethodSpec(spec.name, params))
-    return config.replace(methods=tuple(specs))
-
-
 def load_run(run_dir: str | Path, *, device: str = "cpu") -> tuple[nn.Module, TrainConfig]:
     """Rebuild a trained model from its run directory (checkpoint loaded with ``weights_only=True``)."""
     path = Path(run_dir)
     state_dict, meta = rundir.load_checkpoint(path / rundir.CHECKPOINT, map_location=device)
-    config = _with_calibrated_sigma(TrainConfig.from_dict({**meta["config"], "device": device}), meta.get("setup", {}))
+    config = with_calibrated_sigma(TrainConfig.from_dict({**meta["config"], "device": device}), meta.get("setup", {}))
     _, methods = resolve(config)
     model, _ = build_setup(config, meta["input_shape"], meta["num_classes"], methods)
     to_conv_layout(model, device)

@@ -87,13 +87,20 @@ class Corruption:
     ) -> torch.Tensor:
         level = self.level(severity, intensity)
         check_images(x)
+        if not len(x):  # nothing to corrupt (and some ops, e.g. grid_sample, reject an empty batch)
+            return x.clone()
+        # Half-precision images are corrupted in float32 and rounded back at the end: the random numbers and
+        # the painted lines' pixel indices are computed in the image's dtype and need float32's range and
+        # resolution (in float16 the 24-bit uniforms overflow to inf; in bfloat16 indices round off the image).
+        work = x.float() if torch.finfo(x.dtype).bits < 32 else x
         with torch.no_grad():
-            state = self.prepare(x, self.keys(len(x), generator, x.device))
-            out = self.apply(x, level, state)
-            return out.clamp(0.0, 1.0) if clip else out
+            state = self.prepare(work, self.keys(len(x), generator, x.device))
+            out = self.apply(work, level, state)
+            out = out.clamp(0.0, 1.0) if clip else out
+            return out.to(x.dtype)
 
 
-CORRUPTIONS: Registry[Corruption] = Registry("corruption")
+CORRUPTIONS: Registry[Corruption] = Registry("corruption", group="ninr.corruptions")
 INTENSITY_NAMES: list[str] = []
 
 

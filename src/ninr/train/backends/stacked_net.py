@@ -3,7 +3,9 @@
 :class:`StackedNet` reads K built models (``nn.Sequential`` of Standardize, Flatten, Linear/NINLinear,
 Conv2d/NINConv2d, activations, pooling), stacks their parameters into ``(K, ...)`` leaf tensors and
 rebinds each model's parameters as views of its slice: an SGD update of the stack is an update of every
-model, so evaluation, NIW norms and checkpoints read the models themselves. Each noise node still draws
+model, so evaluation, NIW norms and checkpoints read the models themselves. After a backward pass,
+:meth:`StackedNet.expose_grads` makes each model parameter's ``.grad`` the view of its slice of the stacked
+gradient, so a method's gradient hook edits one run's gradient in place. Each noise node still draws
 from its own generator, once per forward pass, with the shape it draws when its model runs alone.
 
 Anything outside that vocabulary (hooks, other noise modules, grouped or non-zero-padded convolutions,
@@ -18,12 +20,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+import ninr.train.backends.stacked_ops as ops
 from ninr.errors import NinrError
 from ninr.models.layers import Standardize
 from ninr.nn.modes import NoiseModule
 from ninr.nn.nin import NINConv2d, NINLinear, NoiseInjectionNode
 from ninr.perf import channels_last
-from ninr.train import stacked_ops as ops
 
 POINTWISE: tuple[type[nn.Module], ...] = (
     nn.ReLU,
@@ -43,6 +45,16 @@ POOLS: tuple[type[nn.Module], ...] = (nn.MaxPool2d, nn.AvgPool2d)
 
 class NotStackableError(NinrError):
     """These models cannot be trained as one stacked computation (the message says why)."""
+
+
+@dataclass
+class _Binding:
+    """A stacked leaf and the runs' parameters bound to its slices (``shape`` per run; ``transpose``: of W^T)."""
+
+    stacked: torch.Tensor
+    shape: tuple[int, ...]
+    transpose: bool
+    params: list[torch.Tensor | None]
 
 
 @dataclass
@@ -73,6 +85,8 @@ class StackedNet:
         self.models = list(models)
         self.k = len(models)
         self.use_channels_last = use_channels_last
+        self._bindings: list[_Binding] = []
+        self._exposed = False
         per_model = [_children(m, f"run {i}") for i, m in enumerate(models)]
         self.layers = [self._stack_layer([row[j] for row in per_model], j) for j in range(len(per_model[0]))]
         if any(len(row) != len(per_model[0]) for row in per_model):
@@ -117,6 +131,28 @@ class StackedNet:
         return x
 
     __call__ = forward
+
+    def expose_grads(self) -> None:
+        """Make each run's parameters' ``.grad`` views of their slices of the stacked leaves' gradients."""
+        self._exposed = True
+        for b in self._bindings:
+            grad = b.stacked.grad
+            if grad is None:
+                continue
+            slices = grad.view(self.k, *b.shape)
+            for k, p in enumerate(b.params):
+                if p is not None:
+                    p.grad = slices[k].t() if b.transpose else slices[k]
+
+    def clear_run_grads(self) -> None:
+        """Drop the gradient views :meth:`expose_grads` gave the runs' parameters."""
+        if not self._exposed:
+            return
+        self._exposed = False
+        for b in self._bindings:
+            for p in b.params:
+                if p is not None:
+                    p.grad = None
 
     def release(self) -> None:
         """Give every model parameters of its own (contiguous copies of its slice), so the stack can be freed."""
@@ -207,6 +243,7 @@ class StackedNet:
         for k, p in enumerate(params):
             if p is not None:
                 p.data = slices[k].t() if transpose else slices[k]
+        self._bindings.append(_Binding(stacked, shape, transpose, list(params)))
         return stacked
 
     def _stack_nin(self, mods: list[nn.Module], j: int) -> _Nin | None:
