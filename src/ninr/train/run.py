@@ -23,6 +23,7 @@ from torch import nn
 
 from ninr.data.base import Dataset, load_dataset
 from ninr.errors import ConfigError, check_positive_int
+from ninr.models.layers import channel_stats
 from ninr.perf import check_precision, use_channels_last
 from ninr.rng import derive_seed, scoped_global_seed
 from ninr.train import rundir
@@ -190,7 +191,8 @@ def _train_group(
     if data is None:
         data = load_dataset(cfg.dataset, **dict(cfg.dataset_kwargs))
     data = data.to(cfg.device)
-    runs = [prepare_run(c, data) for c in configs]
+    stats = channel_stats(data.x_train)
+    runs = [prepare_run(c, data, stats) for c in configs]
     backend = _backend(runs, stacked)
     if stacked:
         for k, run in enumerate(runs):

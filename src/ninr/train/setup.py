@@ -80,11 +80,16 @@ class PreparedRun:
     setup: dict[str, Any]
 
 
-def prepare_run(config: TrainConfig, data: Dataset) -> PreparedRun:
-    """Resolve ``config`` and build its model on ``data`` (already on the config's device), methods applied."""
+def prepare_run(config: TrainConfig, data: Dataset, input_stats: InputStats | None = None) -> PreparedRun:
+    """Resolve ``config`` and build its model on ``data`` (already on the config's device), methods applied.
+
+    ``input_stats``: the training images' per-channel mean and std, when the caller has them (runs that share
+    a data set share them; computing them reads every training image).
+    """
     resolved, methods = resolve(config)
     probe = calibration_probe(data, config.seed)
-    model, setup = build_setup(config, data.input_shape, data.num_classes, methods, channel_stats(data.x_train), probe)
+    stats = channel_stats(data.x_train) if input_stats is None else input_stats
+    model, setup = build_setup(config, data.input_shape, data.num_classes, methods, stats, probe)
     return PreparedRun(config, resolved, run_id(resolved), methods, model, setup)
 
 
