@@ -1,17 +1,27 @@
-"""``ninr eval RUN_DIR``: robustness of a trained run; records go next to the run, a table to stdout."""
+"""``ninr eval RUN_DIR``: the robustness of a trained run, a one-run study of the ``eval`` part.
+
+Each evaluation (the run and these settings) is one run of the store ``RUN_DIR/eval``; evaluating again
+with the same settings recomputes it (``--resume`` keeps it). Every evaluation's records are also written,
+merged, to ``RUN_DIR/robustness.jsonl`` (``--out``), and this one's table to stdout.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ninr.cli.args import arg_type, nonneg_float, nonneg_int, pos_int
-from ninr.errors import ConfigError
+from ninr.cli.args import Handler, arg_type, nonneg_float, nonneg_int, pos_int
+from ninr.fileio import atomic_write_bytes
+from ninr.robustness.plots import plot_all
+from ninr.robustness.table import format_table
+from ninr.studies.executors import Executor
+from ninr.studies.parts.evaluate import Evaluation, eval_spec
+from ninr.studies.session import run_part, single_info
+from ninr.studies.store import ResultStore
+from ninr.train import rundir
 
 RECORDS_FILE = "robustness.jsonl"
 # the fields that identify a record: a new evaluation replaces the old record with the same key
@@ -21,10 +31,8 @@ RECORD_KEY = ("condition", "severity", "intensity", "epsilon", "noise", "metric"
 severity_int = arg_type("an integer in 1..5", lambda v: 1 <= v <= 5, int)
 
 
-def register(subparsers: Any) -> dict[str, Callable[[argparse.Namespace], int]]:
+def register(subparsers: Any) -> dict[str, Handler]:
     """Add ``ninr eval`` to the ``ninr`` parser; returns its handler."""
-    import ninr.robustness  # noqa: F401  (registers corruptions, attacks, suites, shifts for `ninr list`)
-
     p = subparsers.add_parser(
         "eval",
         help="robustness of a trained run: corruptions by severity, noise curves, attacks, domain shift",
@@ -46,18 +54,11 @@ def register(subparsers: Any) -> dict[str, Callable[[argparse.Namespace], int]]:
     p.add_argument("--device", default="cpu", help="torch device; default: cpu")
     p.add_argument("--out", default=None, help=f"records file; default: RUN_DIR/{RECORDS_FILE}")
     p.add_argument("--plot", default=None, metavar="DIR", help="also draw curves (PNG and PDF) into DIR")
+    p.add_argument(
+        "--resume", action="store_true", help="keep an evaluation already in RUN_DIR/eval with these settings"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return {"eval": cmd_eval}
-
-
-def run_meta(run_dir: Path, config: Any) -> dict[str, Any]:
-    """Fields every record of a run carries: run id, method, seed, model, data set."""
-    from ninr.train import rundir
-
-    meta_path = run_dir / rundir.CONFIG
-    rid = json.loads(meta_path.read_text())["run_id"] if meta_path.exists() else None
-    method = "+".join(spec.name for spec in config.methods) or "none"
-    return {"run_id": rid, "method": method, "seed": config.seed, "model": config.model, "dataset": config.dataset}
 
 
 def _key(record: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -72,59 +73,39 @@ def merge_records(old: Iterable[Mapping[str, Any]], new: list[dict[str, Any]]) -
 
 def write_records(path: Path, records: list[dict[str, Any]]) -> None:
     """Merge ``records`` into the JSONL file at ``path`` and replace it atomically."""
-    from ninr.train import rundir
-
     old = rundir.read_jsonl(path) if path.exists() else []
     merged = merge_records(old, records)
     text = "".join(json.dumps(r, default=str) + "\n" for r in merged)
-    rundir.atomic_write_bytes(path, text.encode())
+    atomic_write_bytes(path, text.encode())
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from ninr.data import load_dataset
-    from ninr.robustness.evaluate import evaluate
-    from ninr.robustness.table import format_table
-    from ninr.train import load_run, rundir
-
+    """``ninr eval RUN_DIR``: evaluate, store in ``RUN_DIR/eval``, merge into the records file, print the table."""
     run_dir = Path(args.run_dir)
-    if not (run_dir / rundir.CHECKPOINT).is_file():
-        raise ConfigError(f"`run_dir` must be a run directory holding {rundir.CHECKPOINT}, got {str(run_dir)!r}")
-    model, config = load_run(run_dir, device=args.device)
-    data = load_dataset(config.dataset, **dict(config.dataset_kwargs))
-    x, y = data.x_test, data.y_test
-    if args.limit is not None:
-        x, y = x[: args.limit], y[: args.limit]
-    shifts = {name: load_dataset(name) for name in args.shift_dataset}
-    started = time.perf_counter()
-
-    def progress(message: str) -> None:
-        if not args.quiet:
-            print(f"[{time.perf_counter() - started:7.1f}s] {message}", file=sys.stderr, flush=True)
-
-    records = evaluate(
-        model,
-        (x.to(args.device), y.to(args.device)),
-        args.suite,
-        severities=args.severities,
-        intensities=args.stds,
-        epsilons=args.eps,
-        shift_data=shifts,
+    evaluation = Evaluation(
+        suite=args.suite,
+        severities=None if args.severities is None else tuple(args.severities),
+        epsilons=None if args.eps is None else tuple(args.eps),
+        stds=None if args.stds is None else tuple(args.stds),
         noise=args.noise,
         draws=args.draws,
-        eot_samples=args.eot,
+        eot=args.eot,
+        limit=args.limit,
+        shift_datasets=tuple(args.shift_dataset),
         batch_size=args.batch_size,
         attack_batch_size=args.attack_batch_size,
-        seed=args.seed,
-        meta=run_meta(run_dir, config),
-        progress=progress,
+        device=args.device,
     )
+    spec = eval_spec(run_dir, evaluation, args.seed)
+    store = ResultStore(run_dir / "eval")
+    info = single_info("eval", [spec], {"hooks": []}, f"ninr eval {run_dir}")
+    summary = run_part([spec], store, Executor(), info, resume=args.resume, redo=not args.resume, quiet=args.quiet)
+    records = store.read(spec.run_id).records
     out = Path(args.out) if args.out else run_dir / RECORDS_FILE
     write_records(out, records)
     print(format_table(records))
-    print(f"\n{len(records)} records in {time.perf_counter() - started:.1f}s, written to {out}")
+    print(f"\n{len(records)} records in {summary.elapsed_s:.1f}s, written to {out} and {store.root}")
     if args.plot:
-        from ninr.robustness.plots import plot_all
-
         written = plot_all(records, args.plot)
         print(f"{len(written)} figure file(s) in {args.plot}")
     return 0

@@ -2,8 +2,8 @@
 
 ``ninr hep generate --config configs/hep-quick.toml --out DIR`` writes ``DIR/events.h5`` and prints the
 generation throughput; ``ninr hep train --config configs/hep-quick.toml --out DIR`` reuses those events
-(or generates them), trains every method x seed and writes ``records.jsonl``, ``table.md`` and
-``roc.png``.
+(or generates them) and runs the ``hep`` study part over every method x seed: the store ``DIR/hep`` (a
+second call keeps finished runs), run directories in ``DIR/runs`` and the report in ``DIR/report``.
 """
 
 from __future__ import annotations
@@ -12,12 +12,24 @@ import argparse
 import dataclasses
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 
-def register(subparsers: Any) -> dict[str, Callable[[argparse.Namespace], int]]:
+from ninr.cli.args import Handler
+from ninr.errors import ConfigError, check_positive_int, did_you_mean
+from ninr.hep.datasets import load_or_generate, read_events, write_events
+from ninr.hep.generate import generate
+from ninr.hep.studyconfig import StudyConfig, load_study_config
+from ninr.report.builder import build_report, write_report
+from ninr.studies.executors import Executor
+from ninr.studies.parts.hep import study_specs
+from ninr.studies.session import run_part, single_info
+from ninr.studies.store import ResultStore
+
+
+def register(subparsers: Any) -> dict[str, Handler]:
     """Add the ``hep`` command and its subcommands; return the handler."""
     p = subparsers.add_parser("hep", help="prompt-photon study: Pythia 8 events, fast calorimeter, ResNet18")
     sub = p.add_subparsers(dest="hep_command", required=True)
@@ -50,17 +62,11 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.threads is not None:
-        import torch
-
-        from ninr.errors import check_positive_int
-
         torch.set_num_threads(check_positive_int("threads", args.threads))  # an entry point may set global state
     return {"generate": cmd_generate, "train": cmd_train}[args.hep_command](args)
 
 
-def _config(args: argparse.Namespace) -> Any:
-    from ninr.hep.study import load_study_config
-
+def _config(args: argparse.Namespace) -> StudyConfig:
     over: dict[str, Any] = {}
     if args.events is not None:
         over["events"] = args.events
@@ -72,8 +78,6 @@ def _config(args: argparse.Namespace) -> Any:
             over[name] = tuple(value) if name == "seeds" else value
     config = load_study_config(args.config, **over)
     if getattr(args, "methods", None):
-        from ninr.errors import ConfigError, did_you_mean
-
         labels = [m.label for m in config.methods]
         for label in args.methods:
             if label not in labels:
@@ -85,9 +89,7 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from ninr.hep.datasets import write_events
-    from ninr.hep.generate import generate
-
+    """``ninr hep generate``: events into ``OUT/events.h5`` (or ``--events``), reused when they match."""
     config = _config(args)
     gen = config.generation
     if args.signal_events is not None or args.background_events is not None:
@@ -98,8 +100,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
         )
     path = Path(config.events) if config.events else Path(args.out) / "events.h5"
     if path.exists() and not args.overwrite:
-        from ninr.hep.datasets import read_events
-
         candidates, _, meta = read_events(path, expected=gen)
         print(
             f"{path}: already holds {len(candidates)} candidates generated with this config; nothing to do "
@@ -123,14 +123,23 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ninr.hep.report import markdown_table
-    from ninr.hep.study import run_hep_study
-
+    """``ninr hep train``: the study as a one-part study: store ``OUT/hep`` (finished runs are kept), the
+    report in ``OUT/report``, the events in ``OUT/events.h5`` unless ``--events`` or the study file names one."""
     config = _config(args)
+    out = Path(args.out)
+    events = config.events or str(out / "events.h5")
+    config = dataclasses.replace(config, events=events)
+    if args.overwrite and config.root is None:
+        load_or_generate(events, config.generation, workers=config.workers, overwrite=True)
+    specs = study_specs(config, "hep", artifacts=str(out))
+    store = ResultStore(out / "hep")
+    info = single_info("hep", specs, {"study": str(args.config)}, f"ninr hep train --config {args.config}")
     started = time.perf_counter()
-    records = run_hep_study(
-        config, out_dir=args.out, overwrite_events=args.overwrite, progress=lambda m: print(m, file=sys.stderr)
-    )
-    print(markdown_table(records, config.signal_efficiencies))
-    print(f"study finished in {time.perf_counter() - started:.1f}s; records, table.md and roc.png in {args.out}")
+    run_part(specs, store, Executor(), info, resume=True)
+    report = build_report(out)
+    write_report(report, out / "report")
+    for section in report.sections:
+        for table in section.body.tables[:1]:
+            print(table.to_markdown())
+    print(f"study finished in {time.perf_counter() - started:.1f}s; store {store.root}, report in {out / 'report'}")
     return 0

@@ -1,21 +1,31 @@
-"""``ninr phases``: the phase-diagram experiment from the command line."""
+"""``ninr phases``: the phase diagram of NIN dynamics, a one-part study of the ``phases`` part.
+
+The flags build the part's section (:class:`ninr.studies.parts.phases.PhasesSection`); the runs go into the
+store ``OUT/phases`` (``--resume`` keeps finished runs) and the report into ``OUT/report``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import torch
+
+from ninr.cli.args import Handler, nonneg_int, pos_float, pos_int
+from ninr.cli.studies import write_reports
+from ninr.dynamics.theory.linear import theory_curve
+from ninr.report.phases import phase_ranges, runs_table
+from ninr.studies.executors import make_executor
+from ninr.studies.part import PARTS
+from ninr.studies.records import final_records
+from ninr.studies.session import run_part, single_info
+from ninr.studies.store import ResultStore
 
 
-def register(subparsers: Any) -> dict[str, Callable[[argparse.Namespace], int]]:
+def register(subparsers: Any) -> dict[str, Handler]:
     """Add ``phases`` to the ``ninr`` parser; returns its handler."""
-    from ninr.cli.args import nonneg_int, pos_float, pos_int
-
     p = subparsers.add_parser("phases", help="sweep sigma and map the phases of NIN dynamics (decay times, plot)")
     p.add_argument("--model", choices=["linear", "mlp"], default="linear", help="linear regression or the MLP")
     p.add_argument("--sigmas", type=pos_float, nargs="+", default=None, help="noise scales (default: a log grid)")
@@ -35,96 +45,56 @@ def register(subparsers: Any) -> dict[str, Callable[[argparse.Namespace], int]]:
         "--threads",
         type=pos_int,
         default=1,
-        help="torch CPU threads (default 1: these small models run fastest on one)",
+        help="torch CPU threads of this process (default 1; each run computes on one thread)",
     )
-    p.add_argument("--out", default=None, help="output directory (default: results/phases-MODEL)")
+    p.add_argument("--workers", type=pos_int, default=None, metavar="N", help="a local process pool of N workers")
+    p.add_argument("--resume", action="store_true", help="keep finished runs in --out and run only the missing ones")
+    p.add_argument("--out", default=None, help="results directory (default: results/phases-MODEL)")
     p.add_argument("--quiet", action="store_true", help="no per-run lines")
     return {"phases": cmd_phases}
 
 
+def sweep_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``[phases.options.MODEL]`` table the flags describe (flags left out keep the part's defaults)."""
+    sweep: dict[str, Any] = {"noise": list(args.noise)}
+    if args.sigmas:
+        sweep["sigmas"] = list(args.sigmas)
+    if args.lr is not None:
+        sweep["lr"] = args.lr
+    if args.batch_size is not None:
+        sweep["batch_size"] = args.batch_size
+    if args.model == "linear" and args.steps is not None:
+        sweep["steps"] = args.steps
+    if args.model == "mlp":
+        sweep["epochs"] = args.epochs
+    return sweep
+
+
 def cmd_phases(args: argparse.Namespace) -> int:
-    import torch
-
-    from ninr.dynamics.experiment import SweepConfig, run_linear, run_mlp
-    from ninr.dynamics.report import plot_phases, table_markdown, write_jsonl
-
+    """``ninr phases``: sweep, store, report; print the runs table, the theory's boundaries and the ranges."""
     torch.set_num_threads(args.threads)
-    config = SweepConfig(
-        model=args.model,
-        sigmas=tuple(args.sigmas or ()),
-        seeds=tuple(args.seeds),
-        noise=tuple(args.noise),
-        lr=args.lr,
-        epochs=args.epochs,
-        steps=args.steps,
-        batch_size=args.batch_size,
-    )
+    part = PARTS.get("phases")
+    raw = {"seeds": list(args.seeds), "options": {args.model: sweep_options(args)}}
+    section = part.parse_section(raw)
+    specs = part.expand(section, f"phases-{args.model}")
     out = Path(args.out or f"results/phases-{args.model}")
-    progress = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
-    started = time.perf_counter()
-    if args.model == "linear":
-        records, trajectories = run_linear(config, progress)
-        theory = _linear_theory(config)
-    else:
-        from ninr.data import load_dataset
-
-        records, trajectories = run_mlp(config, load_dataset("fashion-mnist"), progress)
-        theory = None
-    wall = time.perf_counter() - started
-    write_jsonl(out / "records.jsonl", records)
-    write_jsonl(out / "trajectories.jsonl", trajectories)
-    table = table_markdown(records)
-    (out / "table.md").write_text(table, encoding="utf-8")
-    plot = plot_phases(records, out / "phases.png", theory=theory)
-    print(table)
-    if theory:
-        print(theory["summary"])
-    print(_ranges_text(records))
-    print(f"{len(records)} run(s) in {wall:.1f}s; records, table and plot written to {out} ({plot.name})")
-    return 0
-
-
-def _linear_theory(config: Any) -> dict[str, Any]:
-    from ninr.dynamics.experiment import LINEAR_DEFAULTS
-    from ninr.dynamics.theory.linear import control_parameter, decay_time, phase_boundaries
-
-    eta = config.learning_rate
-    steps = config.steps or int(LINEAR_DEFAULTS["steps"])
-    batch = config.batch_size or int(LINEAR_DEFAULTS["n_train"])
-    grid = config.grid
-    sigmas = np.geomspace(min(grid) / 1.5, max(grid) * 1.5, 300)
-    tau = [decay_time(control_parameter(eta, float(s)), batch) for s in sigmas]
-    bounds = phase_boundaries(steps, batch)
-    edges = bounds.as_sigma(eta)
-    cuts = [sigmas[0], edges["decoupled_decay"], edges["decay_oscillating"], edges["oscillating_divergent"], sigmas[-1]]
-    regions = [
-        (name, lo, hi)
-        for name, lo, hi in zip(("decoupled", "decay", "oscillating", "divergent"), cuts[:-1], cuts[1:], strict=True)
-        if hi > lo
-    ]
-    summary = (
-        f"predicted boundaries in k (horizon {steps}, batch {batch}): decoupled|decay "
-        f"{bounds.decoupled_decay:.4g}, decay|oscillating {bounds.decay_oscillating:.4g}, "
-        f"oscillating|divergent {bounds.oscillating_divergent:.4g}; in sigma (eta={eta:g}): "
-        + ", ".join(f"{v:.4g}" for v in edges.values())
-    )
-    return {
-        "sigma": sigmas.tolist(),
-        "tau": [t if np.isfinite(t) else np.nan for t in tau],
-        "regions": regions,
-        "summary": summary,
-    }
-
-
-def _ranges_text(records: list[dict[str, Any]]) -> str:
-    from ninr.dynamics.report import phase_ranges
-
-    lines = []
+    store = ResultStore(out / "phases")
+    info = single_info("phases", specs, raw, f"ninr phases --model {args.model}")
+    with make_executor(workers=args.workers) as executor:
+        summary = run_part(specs, store, executor, info, resume=args.resume, quiet=args.quiet)
+    paths = write_reports(out, out / "report", echo=False)
+    finals = final_records(store.records(info["run_ids"]))
+    print(runs_table(finals, args.model).to_markdown())
+    linear = [r for r in finals if r["model"] == "linear"]
+    if linear:
+        r = linear[0]
+        sigmas = sorted({float(x["sigma"]) for x in linear})
+        batch = int(r.get("batch_size") or r["n_train"])
+        print(theory_curve(float(r["lr"]), int(r["steps"]), batch, sigmas)["summary"])
     for noise in ("redrawn", "fixed"):
-        ranges = phase_ranges(records, noise)
+        ranges = phase_ranges(finals, noise)
         if ranges:
-            lines.append(
-                f"measured phases ({noise} noise), sigma ranges: "
-                + "; ".join(f"{p} {lo:.3g}-{hi:.3g}" for p, lo, hi in ranges)
-            )
-    return "\n".join(lines)
+            text = "; ".join(f"{p} {lo:.3g}-{hi:.3g}" for p, lo, hi in ranges)
+            print(f"measured phases ({noise} noise), sigma ranges: {text}")
+    print(f"{summary.line()}; report: {paths['markdown']}", file=sys.stderr)
+    return 0

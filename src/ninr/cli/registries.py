@@ -10,6 +10,7 @@ import ninr.functional
 import ninr.hep
 import ninr.methods
 import ninr.models
+import ninr.report
 import ninr.robustness
 import ninr.studies
 from ninr.cli.args import Handler
@@ -17,7 +18,7 @@ from ninr.data import load_fashion_mnist_raw, locate_fashion_mnist
 from ninr.errors import ConfigError, did_you_mean
 from ninr.registry import load_plugins, registries
 
-LOADED = (ninr.data, ninr.functional, ninr.hep, ninr.methods, ninr.models, ninr.robustness, ninr.studies)
+LOADED = (ninr.data, ninr.functional, ninr.hep, ninr.methods, ninr.models, ninr.report, ninr.robustness, ninr.studies)
 """Packages whose import registers components (``ninr list`` shows what they registered)."""
 
 

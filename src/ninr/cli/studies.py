@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from ninr.cli.args import Handler, pos_int
-from ninr.studies.config import Preset, find_preset, load_preset
+from ninr.report.builder import build_report, export_records, write_report
+from ninr.studies.executors import make_executor
+from ninr.studies.migrate import migrate
+from ninr.studies.part import PARTS, ordered
+from ninr.studies.preset import Preset, find_preset, load_preset
+from ninr.studies.session import StudySummary, run_study
+from ninr.studies.tasks import stacking
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
@@ -59,17 +65,27 @@ def register(subparsers: Any) -> dict[str, Handler]:
     )
     p_report.add_argument("store", help="a results directory (holding one store per part) or one store")
     p_report.add_argument("--out", default=None, help="report directory (default: STORE/report)")
-    return {"sweep": cmd_sweep, "reproduce": cmd_reproduce, "report": cmd_report}
+    p_store = subparsers.add_parser("store", help="results store maintenance")
+    store_sub = p_store.add_subparsers(dest="store_command", required=True)
+    p_migrate = store_sub.add_parser(
+        "migrate", help="give runs stored under the earlier run-id scheme their current ids (nothing retrains)"
+    )
+    p_migrate.add_argument("store", help="a results directory (holding one store per part) or one store")
+    p_migrate.add_argument("--dry-run", action="store_true", help="say what would be renamed, change nothing")
+    return {"sweep": cmd_sweep, "reproduce": cmd_reproduce, "report": cmd_report, "store": cmd_store}
 
 
-def _run_parts(preset: Preset, args: argparse.Namespace) -> tuple[Path, list[Any]]:
-    from ninr.studies.executors import make_executor
-    from ninr.studies.parts import ordered
-    from ninr.studies.session import run_study
-    from ninr.studies.sweep import expand_preset
+def expand_all(preset: Preset) -> None:
+    """Expand every part of ``preset`` (and check its ``stack`` setting): a bad file fails before anything runs."""
+    for part in preset.parts():
+        section = preset.section(part)
+        stacking(part, section)
+        PARTS.get(part).expand(section, preset.name)
 
+
+def _run_parts(preset: Preset, args: argparse.Namespace) -> tuple[Path, list[StudySummary]]:
     preset = preset.select(args.only)
-    expand_preset(preset)  # every part's grid resolves before anything trains or a cluster starts
+    expand_all(preset)  # every part's grid resolves before anything trains or a cluster starts
     out = Path(args.out) if args.out else Path("results") / preset.name
     summaries = []
     with make_executor(workers=args.workers, dask_local=args.dask_local, scheduler=args.scheduler) as executor:
@@ -100,13 +116,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_report(root: Path, out: Path) -> dict[str, Path]:
-    from ninr.report.builder import build_report, export_records, write_report
-
+def write_reports(root: Path, out: Path, *, echo: bool = True) -> dict[str, Path]:
+    """Build the report of the stores under ``root`` into ``out``; print each section's first table."""
     report = build_report(root)
     paths = write_report(report, out)
     export_records(root, out)
-    for section in report.sections:
+    for section in report.sections if echo else []:
         for table in section.body.tables[:1]:
             print(f"\n{table.title} ({section.body.part})\n\n{table.to_markdown()}\n")
         print(f"{section.body.part}: wall time {section.wall_time_s:.1f} s", file=sys.stderr)
@@ -121,7 +136,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         out, _ = _run_parts(preset, args)
     except KeyboardInterrupt:
         return _interrupted(args.out or f"results/{preset.name}")
-    paths = _write_report(out, out / "report")
+    paths = write_reports(out, out / "report")
     print(
         f"report: {paths['html']} and {paths['markdown']} ({time.perf_counter() - started:.1f}s in all)",
         file=sys.stderr,
@@ -132,6 +147,13 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     """``ninr report DIR``: rebuild the report from the stores under DIR."""
     root = Path(args.store)
-    paths = _write_report(root, Path(args.out) if args.out else root / "report")
+    paths = write_reports(root, Path(args.out) if args.out else root / "report")
     print(f"report: {paths['html']} and {paths['markdown']}", file=sys.stderr)
+    return 0
+
+
+def cmd_store(args: argparse.Namespace) -> int:
+    """``ninr store migrate DIR``."""
+    for migration in migrate(args.store, dry_run=args.dry_run):
+        print(("(dry run) " if args.dry_run else "") + migration.line())
     return 0

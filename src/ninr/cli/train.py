@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,14 @@ from ninr.data import load_dataset
 from ninr.errors import ConfigError
 from ninr.methods import get as get_method
 from ninr.perf import check_precision
-from ninr.train import EpochPrinter, MethodSpec, TrainConfig, train
+from ninr.studies.executors import Executor, run_planned
+from ninr.studies.parts.table import TrainRun
+from ninr.studies.records import final_records
+from ninr.studies.session import run_part, single_info
+from ninr.studies.spec import RunSpec
+from ninr.studies.store import ResultStore
+from ninr.studies.tasks import Task
+from ninr.train import EpochPrinter, MethodSpec, TrainConfig, resolve, run_id, rundir, train
 
 NIN_TO_METHOD = {"input": "in-ninr", "all": "full-ninr"}
 
@@ -76,6 +84,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--out", default=None, help="run directory to write (config.json, metrics.jsonl, checkpoint.pt)")
     p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    p.add_argument("--resume", action="store_true", help="keep the run already finished in --out (train nothing)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
 
 
@@ -119,16 +128,35 @@ def config_from_args(args: argparse.Namespace) -> Any:
     )
 
 
+def train_spec(config: TrainConfig, *, out: str | None, progress: bool) -> RunSpec:
+    """The one-run study of ``ninr train``: the ``train`` part's spec of ``config``, its files in ``out``."""
+    methods = "+".join(m.name for m in config.methods) or "none"
+    run = TrainRun(config, progress=progress)
+    return RunSpec("train", "train", config.model, methods, config.seed, run, artifacts=out)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    """``ninr train``: one run, stored as a one-run study in ``--out`` (the run directory), or only printed."""
     config = config_from_args(args)
     check_precision(config.precision, config.device)  # before anything is written
-    callbacks = [] if args.quiet else [EpochPrinter()]
-    result = train(config, out_dir=args.out, overwrite=args.overwrite, callbacks=callbacks)
-    final = result.final
+    spec = train_spec(config, out=args.out, progress=not args.quiet)
+    started = time.perf_counter()
+    if args.out is None:
+        records = run_planned(Task((spec,)))[0].records
+    else:
+        out = Path(args.out)
+        if not args.resume:
+            rundir.prepare_run_dir(out, overwrite=args.overwrite)  # refuses a directory holding another run
+        store = ResultStore(out)
+        info = single_info("train", [spec], {"hooks": [], "config": config.to_dict()}, "ninr train")
+        run_part([spec], store, Executor(), info, resume=args.resume, redo=args.overwrite, quiet=True)
+        records = store.read(spec.run_id).records
+    final = final_records(records)[-1]
     where = f", written to {args.out}" if args.out else ""
+    epochs = sum(1 for r in records if "epoch" in r and "kind" not in r)
     print(
-        f"run {result.run_id}: {result.status}, test_acc {final.get('test_acc', float('nan')):.4f} "
-        f"after {len(result.records)} epoch(s), {result.wall_time_s:.1f}s{where}"
+        f"run {run_id(resolve(config)[0])}: {final['run_status']}, test_acc {final.get('test_acc', float('nan')):.4f} "
+        f"after {epochs} epoch(s), {time.perf_counter() - started:.1f}s{where}"
     )
     return 0
 

@@ -4,14 +4,15 @@
 (:mod:`ninr.hep.noise`) and the data set ``hep-photons``; the ``ninr`` command line imports it for
 ``ninr hep ...``. Pythia 8, h5py and uproot are imported only when used (the ``hep`` extra).
 
-Entry points: :func:`run_hep_study` (``run(config) -> records``), :func:`load_study_config`,
+Entry points: :func:`prepare_data` and :func:`train_one` (the ``hep`` study part runs them per method and seed),
+:func:`load_study_config`,
 :func:`ninr.hep.generate.generate`, :func:`ninr.hep.calorimeter.simulate`.
 """
 
 from ninr.hep import datasets as _datasets  # noqa: F401  (registers the hep-photons data set)
 from ninr.hep import noise as _noise  # noqa: F401  (registers the correlated and pileup distributions)
 from ninr.hep.config import DetectorConfig, DetectorShift, GenerationConfig, apply_shift
-from ninr.hep.study import MethodEntry, StudyConfig, load_study_config, run_hep_study
+from ninr.hep.study import MethodEntry, StudyConfig, load_study_config, prepare_data, train_one
 
 __all__ = [
     "DetectorConfig",
@@ -21,5 +22,6 @@ __all__ = [
     "StudyConfig",
     "apply_shift",
     "load_study_config",
-    "run_hep_study",
+    "prepare_data",
+    "train_one",
 ]

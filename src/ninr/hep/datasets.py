@@ -33,6 +33,7 @@ from ninr.hep import deps
 from ninr.hep.calorimeter import simulate
 from ninr.hep.config import DetectorConfig, DetectorShift, apply_shift, config_hash, from_mapping, to_dict
 from ninr.hep.events import Candidates, from_arrays
+from ninr.hep.generate import generate
 from ninr.rng import make_generator
 
 FORMAT_VERSION = 1
@@ -119,7 +120,6 @@ def load_or_generate(
 
     A file generated with another config raises :class:`DataError` unless ``overwrite``.
     """
-    from ninr.hep.generate import generate
 
     path = Path(path)
     if path.exists() and not overwrite:

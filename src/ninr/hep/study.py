@@ -1,16 +1,15 @@
-"""The photon study: train on "simulation", test on "simulation" and on "data", per method and seed.
+"""The photon study's pieces: train on "simulation", test on "simulation" and on "data", for one method and seed.
 
-``run_hep_study(config) -> records`` is an ordinary function of a frozen :class:`StudyConfig` (from
-TOML by :func:`load_study_config`, :mod:`ninr.hep.studyconfig`): it generates (or reuses) the events,
-images them through the "simulation" detector and the shifted "data" detector, trains the model once per
-method and seed with :func:`ninr.train.train`, and returns one tidy record per (method, seed, test set)
-with the AUC, the background rejection 1/eps_B at each signal efficiency and the ROC curve on a grid.
+A :class:`StudyConfig` (from TOML by :func:`load_study_config`, :mod:`ninr.hep.studyconfig`) says how events
+are generated, imaged through the "simulation" detector and the shifted "data" detector, and trained on.
+:func:`prepare_data` makes the three image sets; :func:`train_one` trains one method with one seed and
+returns one record per test set with the AUC, the background rejection 1/eps_B at each signal efficiency
+and the ROC curve on a grid. The ``hep`` study part (:mod:`ninr.studies.parts.hep`) runs every method x seed.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from ninr.data.base import Dataset
 from ninr.hep import metrics
 from ninr.hep.config import apply_shift, config_hash
 from ninr.hep.datasets import images_for, load_or_generate, photon_dataset, read_root_images, split_indices
+from ninr.hep.generate import generate
 from ninr.hep.studyconfig import (
     DEFAULT_METHODS,
     MethodEntry,
@@ -33,8 +33,7 @@ from ninr.hep.studyconfig import (
     load_study_config,
     study_config_from_dict,
 )
-from ninr.train import MethodSpec, TrainConfig, resolve, train
-from ninr.train.config import run_id
+from ninr.train import MethodSpec, TrainConfig, train
 
 __all__ = [
     "DEFAULT_METHODS",
@@ -44,7 +43,6 @@ __all__ = [
     "StudyData",
     "load_study_config",
     "prepare_data",
-    "run_hep_study",
     "study_config_from_dict",
     "train_one",
 ]
@@ -80,8 +78,6 @@ def prepare_data(
             events_path, config.generation, workers=config.workers, overwrite=overwrite_events
         )
     else:
-        from ninr.hep.generate import generate
-
         candidates, stats = generate(config.generation, workers=config.workers)
         meta = {**stats.__dict__, "events_per_s": stats.events_per_s, "reused": False}
     say(_generation_line(meta, events_path))
@@ -159,48 +155,6 @@ def evaluate_scores(s: np.ndarray, y: np.ndarray, efficiencies: tuple[float, ...
     return out
 
 
-def run_hep_study(
-    config: StudyConfig,
-    *,
-    out_dir: str | Path | None = None,
-    overwrite_events: bool = False,
-    progress: Progress | None = None,
-) -> list[dict[str, Any]]:
-    """Train every method x seed on "simulation"; return one record per (method, seed, test set).
-
-    With ``out_dir``: the events file (unless ``config.events`` points elsewhere), each run's directory
-    under ``runs/``, ``records.jsonl`` (appended as runs finish; a rerun skips finished runs),
-    ``study_config.json``, ``table.md`` and ``roc.png`` (if matplotlib is installed).
-    """
-    from ninr.hep import noise as _noise  # noqa: F401  (registers the structured distributions)
-    from ninr.hep.report import write_report
-    from ninr.methods import get as get_method
-
-    for entry in config.methods:  # fail before generating anything
-        get_method(entry.name)
-    say = progress or (lambda _msg: None)
-    out = Path(out_dir) if out_dir is not None else None
-    data = prepare_data(config, out_dir=out, overwrite_events=overwrite_events, progress=say)
-    done = _finished(out)
-    records: list[dict[str, Any]] = []
-    for entry in config.methods:
-        for seed in config.seeds:
-            key = (entry.label, run_id(resolve(train_config(config, entry, seed, data))[0]), config.signal_efficiencies)
-            if key in done:
-                records += done[key]
-                continue
-            rows = train_one(config, entry, seed, data, out=out)
-            say(_run_line(rows))
-            records += rows
-            if out is not None:
-                with open(out / "records.jsonl", "a") as f:
-                    f.writelines(json.dumps(r) + "\n" for r in rows)
-    if out is not None:
-        (out / "study_config.json").write_text(json.dumps(config.to_dict(), indent=2))
-        write_report(records, out, config.signal_efficiencies)
-    return records
-
-
 def train_config(config: StudyConfig, entry: MethodEntry, seed: int, data: StudyData) -> TrainConfig:
     """The :class:`~ninr.train.TrainConfig` of one run; its dataset kwargs identify the images (hashes)."""
     methods = () if entry.name == "none" else (MethodSpec(entry.name, dict(entry.params)),)
@@ -223,7 +177,11 @@ def train_config(config: StudyConfig, entry: MethodEntry, seed: int, data: Study
 def train_one(
     config: StudyConfig, entry: MethodEntry, seed: int, data: StudyData, *, out: Path | None = None
 ) -> list[dict[str, Any]]:
-    """Train one method with one seed and evaluate it on both test sets."""
+    """Train one method with one seed and evaluate it on both test sets: one record per test set.
+
+    Records hold what the run computed (no wall-clock time); with ``out``, the run directory is
+    ``out/runs/<label>-seed<seed>``.
+    """
     run_dir = out / "runs" / f"{entry.label}-seed{seed}" if out is not None else None
     result = train(train_config(config, entry, seed, data), data=data.dataset, out_dir=run_dir, overwrite=True)
     rows = []
@@ -240,11 +198,10 @@ def train_one(
                 "params": dict(entry.params),
                 "seed": seed,
                 "test_set": test_set,
-                "run_id": result.run_id,
+                "train_run_id": result.run_id,
                 "status": result.status,
                 "efficiencies": list(config.signal_efficiencies),
                 "epochs": len(result.records),
-                "train_time_s": result.wall_time_s,
                 "n_test": len(yn),
                 "n_signal": int(yn.sum()),
                 "final_train_loss": result.final.get("train_loss"),
@@ -252,24 +209,3 @@ def train_one(
             }
         )
     return rows
-
-
-def _finished(out: Path | None) -> dict[tuple[str, str, tuple[float, ...]], list[dict[str, Any]]]:
-    """Records of finished runs in ``out/records.jsonl`` by (label, run id, efficiencies)."""
-    done: dict[tuple[str, str, tuple[float, ...]], list[dict[str, Any]]] = {}
-    path = out / "records.jsonl" if out is not None else None
-    if path is None or not path.exists():
-        return done
-    for line in path.read_text().splitlines():
-        if line.strip():
-            r = json.loads(line)
-            done.setdefault((r["method"], r["run_id"], tuple(r["efficiencies"])), []).append(r)
-    return {k: v for k, v in done.items() if len(v) == 2}
-
-
-def _run_line(rows: list[dict[str, Any]]) -> str:
-    parts = [
-        f"{r['test_set']}: AUC {r['auc']:.3f}, 1/eps_B@70% {r.get('rejection@70', float('nan')):.1f}" for r in rows
-    ]
-    r0 = rows[0]
-    return f"{r0['method']:<22} seed {r0['seed']}: {'; '.join(parts)} ({r0['train_time_s']:.1f}s, {r0['status']})"

@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import nn
 
+from ninr.errors import ConfigError
 from ninr.registry import Registry
 
 ModelBuilder = Callable[..., nn.Module]
@@ -26,7 +27,5 @@ def build_model(name: str, input_shape: Sequence[int], num_classes: int, **kwarg
         return builder(tuple(input_shape), num_classes, **kwargs)
     except TypeError as exc:
         if "unexpected keyword argument" in str(exc):
-            from ninr.errors import ConfigError
-
             raise ConfigError(f"model {name!r}: {exc}") from None
         raise

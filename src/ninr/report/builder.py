@@ -15,21 +15,24 @@ part counts every session). ``write_report`` writes::
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ninr.errors import ConfigError
-from ninr.report.document import Report, Section
+from ninr.fileio import atomic_write_bytes
+from ninr.report import comparison, hep, phases, robustness, training
+from ninr.report.document import Report, Section, run_facts
+from ninr.report.html import render_html
+from ninr.report.sections import SECTIONS
 from ninr.report.tables import markdown_table
-from ninr.studies.parts import get_part, ordered
-from ninr.studies.run import get_hook
+from ninr.studies.part import ordered
 from ninr.studies.store import ResultStore, find_stores, records_to_csv
-from ninr.train.rundir import atomic_write_bytes
 from ninr.train.setup import versions as current_versions
+
+SECTION_MODULES = (comparison, training, phases, hep, robustness)
+"""The modules that register ninr's report sections (imported here so the registry is complete)."""
 
 
 def _unique(items: list[Any]) -> list[Any]:
@@ -49,7 +52,7 @@ def build_section(store: ResultStore) -> Section:
     wanted = info.get("run_ids")
     results = store.results(wanted)
     records = [rec for res in results for rec in res.records]
-    body = get_part(info["part"]).report_fn()(records, info)
+    body = SECTIONS.get(info["part"])(records, info)
     expected = len(wanted) if wanted is not None else len(results)
     if len(results) < expected:
         body.notes.insert(
@@ -74,17 +77,12 @@ def build_section(store: ResultStore) -> Section:
 
 
 def hook_sections(section: Section, records: Sequence[Mapping[str, Any]], info: Mapping[str, Any]) -> list[Section]:
-    """Sections of the part's run hooks that have a report (``RunHook.report``), with the part's run facts."""
+    """Sections of the part's run hooks that have one (registered under the hook's name), with the part's
+    run facts. A hook without a section keeps its records in the CSV export."""
     out = []
     for name in info.get("study", {}).get("hooks", []):
-        try:
-            target = getattr(get_hook(name), "report", "")
-        except ConfigError:  # a hook of an older ninr: its records stay in the CSV export
-            continue
-        if target:
-            module, _, fn = target.partition(":")
-            body = getattr(importlib.import_module(module), fn)(records, info)
-            out.append(dataclasses.replace(section, body=body))
+        if name in SECTIONS:
+            out.append(dataclasses.replace(section, body=SECTIONS.get(name)(records, info)))
     return out
 
 
@@ -112,23 +110,6 @@ def build_report(root: str | Path) -> Report:
         sections=sections,
         versions=current_versions(),
     )
-
-
-def _versions_text(section: Section) -> str:
-    return "; ".join(", ".join(f"{k} {v}" for k, v in sorted(vs.items())) for vs in section.versions) or "n/a"
-
-
-def run_facts(section: Section) -> list[tuple[str, str]]:
-    """The facts about how a part ran, as (name, value) pairs."""
-    return [
-        ("runs", f"{section.n_runs} of {section.n_expected}"),
-        ("seeds", ", ".join(map(str, section.seeds)) or "n/a"),
-        ("wall time", f"{section.wall_time_s:.1f} s over {section.sessions} session(s)"),
-        ("compute time (sum over runs)", f"{section.compute_time_s:.1f} s"),
-        ("executor", "; ".join(section.executors) or "n/a"),
-        ("versions", _versions_text(section)),
-        ("store", section.store),
-    ]
 
 
 def render_markdown(report: Report, figure_dir: str = "figures") -> str:
@@ -164,8 +145,6 @@ def render_markdown(report: Report, figure_dir: str = "figures") -> str:
 
 def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
     """Write Markdown, HTML, figures and CSVs under ``out_dir``; returns the main paths."""
-    from ninr.report.html import render_html
-
     out = Path(out_dir)
     for section in report.sections:
         part = section.body.part

@@ -23,8 +23,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ninr.report.document import PartReport
+from ninr.report.document import Figure, PartReport
+from ninr.report.figures import curves_figure, new_figure, to_png
 from ninr.report.reference import Reference, load_poster_reference
+from ninr.report.sections import SECTIONS
 from ninr.report.tables import Table, fmt_mean_std
 
 METRIC = "test_acc"
@@ -232,10 +234,38 @@ def headline(rows: Sequence[ComparisonRow]) -> list[str]:
     return out
 
 
+def comparison_figure(rows: Sequence[ComparisonRow]) -> Figure:
+    """Ours vs the poster per method row (mean ± std), one panel per architecture."""
+    archs = list(dict.fromkeys(r.arch for r in rows)) or ["(no runs)"]
+    n_rows = max([sum(1 for r in rows if r.arch == a) for a in archs] + [1])
+    fig = new_figure(5.0 * len(archs), 0.4 * n_rows + 1.6)
+    axes = fig.subplots(1, len(archs), squeeze=False)[0]
+    for ax, arch in zip(axes, archs, strict=True):
+        mine = [r for r in rows if r.arch == arch]
+        ys = list(range(len(mine)))
+        for offset, color, label, get in (
+            (-0.15, "tab:blue", "ours", lambda r: (r.mean, r.std)),
+            (0.15, "tab:gray", "poster", lambda r: (r.poster_mean, r.poster_std)),
+        ):
+            pts = [(y + offset, *get(r)) for y, r in zip(ys, mine, strict=True) if get(r)[0] is not None]
+            if pts:
+                xs, errs = [p[1] for p in pts], [p[2] or 0.0 for p in pts]
+                ax.errorbar(xs, [p[0] for p in pts], xerr=errs, fmt="o", color=color, capsize=3, label=label)
+        ax.set_yticks(ys, [r.method for r in mine])
+        ax.set_ylim(n_rows - 0.5, -0.5)  # first row on top; panels share the row spacing
+        ax.set_xlabel("clean test accuracy (%)")
+        ax.set_title(arch)
+        ax.grid(axis="x", alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncols=2, fontsize="small")
+    return Figure(
+        "comparison", "Clean test accuracy, mean ± std over seeds: ours (blue) vs the poster (grey).", to_png(fig)
+    )
+
+
 def table_part_report(records: Sequence[Mapping[str, Any]], study: Mapping[str, Any]) -> PartReport:
     """The ``table`` part's section: the comparison table, the reference table and two figures."""
-    from ninr.report import figures
-
     reference = load_poster_reference()
     rows = compare(records, reference)
     report = PartReport("table", str(study.get("title", "Clean accuracy compared with the poster")))
@@ -252,10 +282,15 @@ def table_part_report(records: Sequence[Mapping[str, Any]], study: Mapping[str, 
             reference.source,
         )
     )
-    report.figures.append(figures.comparison_figure(rows))
-    report.figures.append(figures.curves_figure(records))
+    report.figures.append(comparison_figure(rows))
+    report.figures.append(curves_figure(records))
     report.notes.extend(headline(rows))
     n_div = sum(r.n_diverged for r in rows)
     if n_div:
         report.notes.append(f"{n_div} diverged run(s) excluded from the means (see the 'diverged' column).")
     return report
+
+
+SECTIONS.add(
+    "table", table_part_report, doc="The comparison table beside the poster's numbers, its headline and figures."
+)

@@ -62,3 +62,20 @@ class Report:
     generated_at: str
     sections: list[Section]
     versions: Mapping[str, Any]
+
+
+def _versions_text(section: Section) -> str:
+    return "; ".join(", ".join(f"{k} {v}" for k, v in sorted(vs.items())) for vs in section.versions) or "n/a"
+
+
+def run_facts(section: Section) -> list[tuple[str, str]]:
+    """The facts about how a part ran, as (name, value) pairs."""
+    return [
+        ("runs", f"{section.n_runs} of {section.n_expected}"),
+        ("seeds", ", ".join(map(str, section.seeds)) or "n/a"),
+        ("wall time", f"{section.wall_time_s:.1f} s over {section.sessions} session(s)"),
+        ("compute time (sum over runs)", f"{section.compute_time_s:.1f} s"),
+        ("executor", "; ".join(section.executors) or "n/a"),
+        ("versions", _versions_text(section)),
+        ("store", section.store),
+    ]

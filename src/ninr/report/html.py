@@ -11,8 +11,7 @@ from __future__ import annotations
 import base64
 import html
 
-from ninr.report.builder import run_facts
-from ninr.report.document import Report, Section
+from ninr.report.document import Report, Section, run_facts
 
 CSS = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }

@@ -3,20 +3,23 @@
 The linear model's theory (decay time ``1/gamma(k, B)`` and the predicted phase regions) is recomputed
 from the parameters the records carry (learning rate, steps, batch size, training-set size) with the
 closed forms of :mod:`ninr.dynamics.theory`, through the same function ``ninr phases`` plots with; measured
-phase ranges come from :func:`ninr.dynamics.report.phase_ranges`. Nothing is trained or simulated here.
+phase ranges come from :func:`phase_ranges`. Nothing is trained or simulated here.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ninr.dynamics.report import PHASE_COLOURS, phase_ranges
+from ninr.dynamics.theory.linear import theory_curve
 from ninr.report.document import Figure, PartReport
+from ninr.report.figures import new_figure, to_png
+from ninr.report.sections import SECTIONS
 from ninr.report.tables import Table
-from ninr.studies.run import final_records
+from ninr.studies.records import final_records
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -28,6 +31,39 @@ MARKERS = {"redrawn": "o", "fixed": "s"}
 KEY_COLOURS = {"niw": "tab:blue", "train_loss": "tab:green", "test_loss": "tab:red"}
 STRIP_HEIGHT = 0.04  # the measured labels' band under the linear panel's predicted regions (axes fraction)
 TAU_KEYS = {"linear": ("niw",), "mlp": ("niw", "train_loss", "test_loss")}
+
+
+PHASE_COLOURS = {
+    "decoupled": "#d9d9d9",
+    "decay": "#c6dbef",
+    "oscillating": "#fdd0a2",
+    "catapult": "#fdd0a2",
+    "divergent": "#fcbba1",
+}
+
+
+def phase_ranges(records: Sequence[dict[str, Any]], noise: str = "redrawn") -> list[tuple[str, float, float]]:
+    """Contiguous sigma ranges of one phase (majority over seeds): ``(phase, sigma_lo, sigma_hi)``.
+
+    Edges sit at the geometric midpoints between grid points.
+    """
+    by_sigma: dict[float, list[str]] = {}
+    for r in records:
+        if r["noise"] == noise:
+            by_sigma.setdefault(r["sigma"], []).append(r.get("linear_phase", r["phase"]))
+    sigmas = sorted(by_sigma)
+    if not sigmas:
+        return []
+    labels = [max(set(v), key=v.count) for v in (by_sigma[s] for s in sigmas)]
+    edges = [sigmas[0] / 1.5] + [math.sqrt(a * b) for a, b in itertools.pairwise(sigmas)]
+    edges.append(sigmas[-1] * 1.5)
+    out: list[tuple[str, float, float]] = []
+    for i, lab in enumerate(labels):
+        if out and out[-1][0] == lab:
+            out[-1] = (lab, out[-1][1], edges[i + 1])
+        else:
+            out.append((lab, edges[i], edges[i + 1]))
+    return out
 
 
 def _label(rec: Rec) -> str:
@@ -104,17 +140,13 @@ def ranges_table(finals: Sequence[Rec], theories: Mapping[str, Mapping[str, Any]
 
 def linear_theory(finals: Sequence[Rec]) -> dict[str, Any] | None:
     """The closed-form decay time and phase regions for the linear runs' parameters (``None``: no linear run)."""
-    from ninr.cli.phases import _linear_theory
-    from ninr.dynamics.experiment import SweepConfig
-
     runs = [r for r in finals if r.get("model") == "linear"]
     if not runs:
         return None
     r = runs[0]
     batch = r.get("batch_size") or r["n_train"]
-    sigmas = tuple(sorted({float(x["sigma"]) for x in runs}))
-    config = SweepConfig(model="linear", sigmas=sigmas, lr=float(r["lr"]), steps=int(r["steps"]), batch_size=batch)
-    return _linear_theory(config)
+    sigmas = sorted({float(x["sigma"]) for x in runs})
+    return theory_curve(float(r["lr"]), int(r["steps"]), int(batch), sigmas)
 
 
 def _shade(ax: Axes, regions: Sequence[Sequence[Any]], *, strip: bool = False) -> None:
@@ -169,7 +201,6 @@ def _panel(ax: Axes, finals: Sequence[Rec], model: str, theory: Mapping[str, Any
 
 def phase_figure(finals: Sequence[Rec], theories: Mapping[str, Mapping[str, Any]]) -> Figure:
     """Decay time against sigma with the phase regions shaded, one panel per model (theory for linear)."""
-    from ninr.report.figures import new_figure, to_png
 
     models = list(dict.fromkeys(str(r["model"]) for r in finals))
     fig = new_figure(6.0 * max(1, len(models)), 4.4)
@@ -229,7 +260,6 @@ def _trajectory_panel(ax: Axes, fig: Any, rows: Sequence[Rec], model: str) -> No
 
 def trajectory_figure(records: Sequence[Rec]) -> Figure:
     """NIW norm over its initial value against SGD step, one line per run of the first seed, a panel per model."""
-    from ninr.report.figures import new_figure, to_png
 
     rows = [r for r in records if "niw_norm" in r and "step" in r]
     models = list(dict.fromkeys(str(r["model"]) for r in rows))
@@ -267,3 +297,6 @@ def phases_part_report(records: Sequence[Rec], study: Mapping[str, Any]) -> Part
     report.figures.append(phase_figure(finals, theories))
     report.figures.append(trajectory_figure(records))
     return report
+
+
+SECTIONS.add("phases", phases_part_report, doc="Phase tables and the phase figure against sigma.")

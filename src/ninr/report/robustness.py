@@ -22,6 +22,7 @@ from typing import Any
 from ninr.report.comparison import sample_std
 from ninr.report.document import Figure, PartReport
 from ninr.report.figures import new_figure, to_png
+from ninr.report.sections import SECTIONS
 from ninr.report.tables import Table, fmt_mean_std
 
 Rec = Mapping[str, Any]
@@ -241,3 +242,7 @@ def robustness_report(records: Sequence[Rec], study: Mapping[str, Any]) -> PartR
         report.figures.append(severity_figure(rows, colors, len(corruptions)))
         report.figures += [corruption_figure(rows, arch, colors) for arch in _order(rows, "arch")]
     return report
+
+
+SECTIONS.add("robustness", robustness_report, doc="Accuracy under noise and corruptions, per method.")
+SECTIONS.add("eval", robustness_report, doc="Accuracy under noise and corruptions, per method.")

@@ -29,18 +29,35 @@ from typing import Any
 import torch
 
 from ninr.errors import ConfigError, check_positive_int
-from ninr.studies.run import RunOutput, run_task
+from ninr.perf import num_threads
+from ninr.studies.part import PARTS, RunOutput
 from ninr.studies.store import RunResult
 from ninr.studies.tasks import Task
 from ninr.train.setup import versions
 
 TaskFn = Callable[[Task], list[RunOutput]]
-"""``run_fn(task) -> outputs``, one per spec of the task in order (default: :func:`execute_task`'s)."""
+"""``run_fn(task) -> outputs``, one per spec of the task in order (default: :func:`run_planned`)."""
+
+RUN_THREADS = 1
+"""Intra-op threads of every run, whatever the executor. Float reductions in the matrix products depend on
+the thread count, and a run near a phase boundary amplifies the difference, so without a pin the in-process
+executor (two threads) and a pool of two workers (one thread each) would store different records.
+Parallelism comes from workers (``--workers``, Dask), which is also faster for these small models."""
 
 
 def run_planned(task: Task) -> list[RunOutput]:
-    """The default task function: a stacked task through its part's ``run_many``, else the lone spec's ``run``."""
-    return run_task(task.specs, stacked=task.stacked)
+    """The default task function: a stacked task through its part's ``run_many``, else the lone spec's ``run``;
+    on :data:`RUN_THREADS` threads, so a task's records do not depend on the executor."""
+    part = PARTS.get(task.specs[0].part)
+    if any(s.part != part.name for s in task.specs):
+        raise ConfigError(f"a task must hold runs of one part, got {sorted({s.part for s in task.specs})}")
+    with num_threads(RUN_THREADS):
+        if not task.stacked:
+            return [RunOutput(part.run(task.specs[0]))]
+        outputs = part.run_many(task.specs)
+    if len(outputs) != len(task.specs):
+        raise ConfigError(f"part {part.name!r}: run_many returned {len(outputs)} outputs for {len(task.specs)} specs")
+    return outputs
 
 
 def available_cores() -> int:
@@ -70,8 +87,7 @@ def execute(task: Task, run_fn: TaskFn = run_planned) -> list[RunResult]:
     }
     results = []
     for spec, output in zip(task.specs, outputs, strict=True):
-        spec_dict = {**spec.to_dict(), "run_id": spec.run_id, "resolved": spec.resolved}
-        results.append(RunResult(spec.run_id, spec_dict, output.records, wall, {**meta, **dict(output.meta)}))
+        results.append(RunResult(spec.run_id, spec.to_dict(), output.records, wall, {**meta, **dict(output.meta)}))
     return results
 
 

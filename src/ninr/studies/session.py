@@ -7,21 +7,21 @@ the runs that were executing; ``resume=True`` then skips every run id already in
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from ninr.errors import ConfigError
-from ninr.studies.config import Preset
+from ninr.schema import to_dict
 from ninr.studies.executors import Executor, TaskFn, run_planned
-from ninr.studies.parts import get_part
+from ninr.studies.part import PARTS
+from ninr.studies.preset import Preset
 from ninr.studies.progress import Progress
+from ninr.studies.spec import RunSpec
 from ninr.studies.store import ResultStore, RunResult
-from ninr.studies.sweep import RunSpec, relabel
 from ninr.studies.tasks import Task, describe_plan, pending, plan_tasks, stacking
 from ninr.train.setup import versions
 
@@ -49,15 +49,16 @@ def _now() -> str:
 
 def study_info(preset: Preset, part: str, specs: Sequence[RunSpec]) -> dict[str, Any]:
     """The ``study.json`` of a part: enough to rebuild its report without the config file."""
+    section = preset.section(part)
     return {
         "preset": preset.name,
         "description": preset.description,
         "source": preset.source,
         "config_text": preset.text,
         "part": part,
-        "title": get_part(part).title,
-        "study": dataclasses.asdict(preset.study(part)),
-        "seeds": list(preset.study(part).seeds),
+        "title": PARTS.get(part).title,
+        "study": to_dict(section),
+        "seeds": list(getattr(section, "seeds", ())),
         "run_ids": [s.run_id for s in specs],
         "versions": versions(),
         "updated_at": _now(),
@@ -72,19 +73,23 @@ def _relabel_finished(store: ResultStore, specs: Sequence[RunSpec], finished: se
         result = store.read(spec.run_id)
         labels = spec.labels()
         if any(rec.get(k) != v for rec in result.records for k, v in labels.items()):
-            records = [relabel(rec, spec) for rec in result.records]
-            spec_dict = {**result.spec, **{k: v for k, v in spec.to_dict().items() if k != "train"}}
+            records = [spec.relabeled(rec) for rec in result.records]
+            spec_dict = {**result.spec, **{k: v for k, v in spec.to_dict().items() if k not in ("options", "identity")}}
             store.write(RunResult(result.run_id, spec_dict, records, result.wall_time_s, result.meta))
 
 
-def plan(specs: Sequence[RunSpec], store: ResultStore, *, resume: bool = False) -> tuple[list[RunSpec], set[str]]:
+def plan(
+    specs: Sequence[RunSpec], store: ResultStore, *, resume: bool = False, redo: bool = False
+) -> tuple[list[RunSpec], set[str]]:
     """The specs still to run and the ids already finished in ``store``.
 
+    ``redo``: compute every spec again and replace its run file (a single-shot command run twice).
+
     Raises:
-        ConfigError: The store already holds some of these runs and ``resume`` is false.
+        ConfigError: The store already holds some of these runs and neither ``resume`` nor ``redo`` is set.
     """
     store.clean_tmp()
-    finished = store.run_ids() & {s.run_id for s in specs}
+    finished = set() if redo else store.run_ids() & {s.run_id for s in specs}
     if finished and not resume:
         raise ConfigError(
             f"{store.root} already holds {len(finished)} of the {len(specs)} runs of this sweep; "
@@ -149,17 +154,55 @@ def run_specs(
     executor: Executor,
     *,
     resume: bool = False,
+    redo: bool = False,
     run_fn: TaskFn = run_planned,
     progress: Progress | None = None,
     stack: bool = True,
 ) -> tuple[int, int]:
     """Run the specs missing from ``store`` (stacked where their part can, unless ``stack`` is False);
     returns ``(new, resumed)``."""
-    todo, finished = plan(specs, store, resume=resume)
-    can_stack = bool(specs) and get_part(specs[0].part).run_many is not None
+    todo, finished = plan(specs, store, resume=resume, redo=redo)
+    can_stack = bool(specs) and PARTS.get(specs[0].part).stackable()
+    if todo:
+        PARTS.get(specs[0].part).prepare(todo, store.root)
     tasks = plan_session(specs, executor, finished, stack=stack and can_stack) if todo else []
     new = execute_into(tasks, store, executor, run_fn=run_fn, progress=progress, total=len(specs), finished=finished)
     return new, len(finished)
+
+
+def run_part(
+    specs: Sequence[RunSpec],
+    store: ResultStore,
+    executor: Executor,
+    info: Mapping[str, Any],
+    *,
+    resume: bool = False,
+    redo: bool = False,
+    quiet: bool = False,
+    run_fn: TaskFn = run_planned,
+    stack: bool = True,
+) -> StudySummary:
+    """Run ``specs`` (one part's) into ``store`` with ``info`` as its ``study.json``: prepare, plan, execute."""
+    started = time.perf_counter()
+    part = str(info["part"])
+    todo, finished = plan(specs, store, resume=resume, redo=redo)
+    store.write_study(info)
+    progress = Progress(len(specs), done=len(finished), quiet=quiet, label=part)
+    try:
+        progress.message(
+            f"== {part}: {len(specs)} runs ({len(finished)} already finished) on {executor.describe()} -> {store.root}"
+        )
+        if todo:
+            PARTS.get(part).prepare(todo, store.root)
+        tasks = plan_session(specs, executor, finished, stack=stack) if todo else []
+        if tasks:
+            progress.message(f"   this session: {describe_plan(tasks)}")
+        new = execute_into(
+            tasks, store, executor, run_fn=run_fn, progress=progress, label=part, total=len(specs), finished=finished
+        )
+    finally:
+        progress.close()
+    return StudySummary(part, store, len(specs), new, len(finished), time.perf_counter() - started)
 
 
 def run_study(
@@ -169,37 +212,33 @@ def run_study(
     executor: Executor,
     *,
     resume: bool = False,
+    redo: bool = False,
     quiet: bool = False,
     run_fn: TaskFn = run_planned,
     stack: bool = True,
 ) -> StudySummary:
     """Run one part of ``preset`` into the store ``out/<part>``; ``stack=False`` (``--no-stack``) trains every
     run on its own whatever the preset says."""
-    started = time.perf_counter()
-    study, study_part = preset.study(part), get_part(part)
-    stacked = stacking(study, study_part.run_many is not None, enabled=stack)
-    specs = study_part.expand(study, preset.name)
+    section = preset.section(part)
+    stacked = stacking(part, section, enabled=stack)
+    specs = PARTS.get(part).expand(section, preset.name)
     store = ResultStore(Path(out) / part)
-    todo, finished = plan(specs, store, resume=resume)
-    store.write_study(study_info(preset, part, specs))
-    tasks = plan_session(specs, executor, finished, stack=stacked) if todo else []
-    progress = Progress(len(specs), done=len(finished), quiet=quiet, label=part)
-    try:
-        progress.message(
-            f"== {part}: {len(specs)} runs ({len(finished)} already finished) on {executor.describe()} -> {store.root}"
-        )
-        if tasks:
-            progress.message(f"   this session: {describe_plan(tasks)}")
-        new = execute_into(
-            tasks,
-            store,
-            executor,
-            run_fn=run_fn,
-            progress=progress,
-            label=part,
-            total=len(specs),
-            finished=finished,
-        )
-    finally:
-        progress.close()
-    return StudySummary(part, store, len(specs), new, len(finished), time.perf_counter() - started)
+    info = study_info(preset, part, specs)
+    return run_part(specs, store, executor, info, resume=resume, redo=redo, quiet=quiet, run_fn=run_fn, stack=stacked)
+
+
+def single_info(part: str, specs: Sequence[RunSpec], section: Mapping[str, Any], description: str) -> dict[str, Any]:
+    """The ``study.json`` of a study made on the command line (``ninr train``, ``ninr eval``): no preset file."""
+    return {
+        "preset": part,
+        "description": description,
+        "source": "the command line",
+        "config_text": "",
+        "part": part,
+        "title": PARTS.get(part).title,
+        "study": dict(section),
+        "seeds": sorted({s.seed for s in specs}),
+        "run_ids": [s.run_id for s in specs],
+        "versions": versions(),
+        "updated_at": _now(),
+    }

@@ -189,13 +189,16 @@ def _cell(value: Any) -> Any:
 
 
 def find_stores(root: str | Path) -> list[ResultStore]:
-    """``root`` itself if it is a store (has ``study.json``), else its subdirectories that are."""
+    """``root`` itself if it is a store (has ``study.json``), and its subdirectories that are.
+
+    A single-run study (``ninr train --out DIR``) is a store whose directory also holds the run's files and,
+    after ``ninr eval DIR``, the evaluation's store in ``DIR/eval``: both are found.
+    """
     root = Path(root)
-    if (root / STUDY).exists():
-        return [ResultStore(root)]
     if not root.is_dir():
         raise ConfigError(f"`store` must be a results directory, got {str(root)!r} which does not exist")
-    stores = [ResultStore(p) for p in sorted(root.iterdir()) if (p / STUDY).exists()]
+    stores = [ResultStore(root)] if (root / STUDY).exists() else []
+    stores += [ResultStore(p) for p in sorted(root.iterdir()) if p.is_dir() and (p / STUDY).exists()]
     if not stores:
         raise ConfigError(f"`store` must hold study.json or subdirectories with one, got {str(root)!r}")
     return stores

@@ -7,12 +7,14 @@ still gets its own records and run file; whether it was stacked goes to the run 
 :func:`plan_tasks` decides, from the **full** spec list of a part (never from what is still missing, so
 a resumed session plans the same stacks as the first one):
 
-1. Stacking is on when the part has ``run_many`` and neither the preset (``stack = false`` in the
-   part's section) nor the command line (``--no-stack``) turns it off (:func:`stacking`).
-2. Specs share a stack only with specs of the same part, hooks and options, and when
-   :func:`ninr.train.group_stackable` puts their training configs in one stack. A spec that cannot
-   stack (a method without a stacked form such as dropout, a CNN on the CPU, ...) is a task of its
-   own, and the log (logger ``ninr.train.stacking``) says why.
+1. Stacking is on when the part's runs can stack (:meth:`ninr.studies.part.Part.stackable`) and neither the
+   preset (``stack = false`` in the part's section) nor the command line (``--no-stack``) turns it off
+   (:func:`stacking`).
+2. Specs share a stack only with specs of the same part and stack family (the table's: same hooks and hook
+   settings), and when :func:`ninr.train.group_stackable` puts their training configs
+   (:meth:`~ninr.studies.part.Part.stack_config`) in one stack. A spec that cannot stack (a method without a
+   stacked form such as dropout, a CNN on the CPU, ...) is a task of its own, and the log (logger
+   ``ninr.train.stacking``) says why.
 3. Each group of n specs is split into ``min(workers, n)`` near-equal stacks (more if a stack would
    exceed ``max_stack``): every worker gets its share of every kind of run, so the work balances
    whatever the runs' relative cost (a CNN run costs 20 FC runs), and no task holds more than
@@ -37,11 +39,12 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ninr.errors import ConfigError, check_positive_int
-from ninr.studies.config import StudyConfig
-from ninr.studies.sweep import RunSpec
-from ninr.train.config import canonical_json
+from ninr.studies.part import PARTS
+from ninr.studies.spec import RunSpec
+from ninr.train.config import TrainConfig, canonical_json
 from ninr.train.stacking import MAX_STACK, composition_invariant, group_stackable, why_alone
 
 log = logging.getLogger("ninr.train.stacking")
@@ -55,7 +58,7 @@ class Task:
         specs: The runs, in plan order.
         stacked: Through the part's ``run_many`` as one stack (even a single spec: a stack of one computes
             what it computes in a larger stack, where composition does not change records); otherwise
-            ``specs`` is one spec trained by the part's ``run``.
+            ``specs`` is one spec computed by the part's ``run``.
     """
 
     specs: tuple[RunSpec, ...]
@@ -74,19 +77,25 @@ class Task:
         return f"stack of {len(self.specs)}: {self.specs[0].describe()}, ..."
 
 
-def stacking(study: StudyConfig, run_many_available: bool, *, enabled: bool = True) -> bool:
-    """Whether the part of ``study`` trains its runs in stacks: the section's ``stack`` (default: on when the
-    part has ``run_many``) and the command line's ``enabled`` (``--no-stack`` gives False).
+def stacking(part: str, section: Any, *, enabled: bool = True) -> bool:
+    """Whether ``part`` trains the runs of ``section`` in stacks: the section's ``stack`` (default: on where the
+    part's runs can stack) and the command line's ``enabled`` (``--no-stack`` gives False).
 
     Raises:
         ConfigError: ``stack = true`` for a part whose runs always go one by one.
     """
-    if study.stack and not run_many_available:
-        raise ConfigError(
-            f"[{study.part}].stack: the {study.part} part trains its runs one by one (it has no run_many); "
-            "remove `stack`"
-        )
-    return enabled and run_many_available and study.stack is not False
+    can = PARTS.get(part).stackable()
+    wanted = getattr(section, "stack", None)
+    if wanted and not can:
+        raise ConfigError(f"[{part}].stack: the {part} part computes its runs one by one; remove `stack`")
+    return enabled and can and wanted is not False
+
+
+def _stack_config(spec: RunSpec) -> TrainConfig:
+    config = PARTS.get(spec.part).stack_config(spec)
+    if config is None:
+        raise ConfigError(f"part {spec.part!r} has no training config to stack {spec.describe()!r} by")
+    return config
 
 
 def plan_tasks(
@@ -98,17 +107,17 @@ def plan_tasks(
     check_positive_int("max_stack", max_stack)
     if not stack:
         return [Task((s,)) for s in specs]
-    families: dict[str, list[RunSpec]] = {}  # same part, hooks and options: may share a stack
+    families: dict[str, list[RunSpec]] = {}  # same part and stack family: may share a stack
     for spec in specs:
-        key = canonical_json([spec.part, list(spec.hooks), dict(spec.options)])
+        key = canonical_json([spec.part, PARTS.get(spec.part).stack_family(spec)])
         families.setdefault(key, []).append(spec)
     planned: list[tuple[int, Task]] = []
     position = {s.run_id: i for i, s in enumerate(specs)}
     for family in families.values():
-        for group in group_stackable([s.train for s in family], max_stack=len(family)):
+        for group in group_stackable([_stack_config(s) for s in family], max_stack=len(family)):
             members = [family[i] for i in group]
             if len(members) == 1:
-                log.info("%s: one by one: %s", members[0].describe(), why_alone(members[0].train))
+                log.info("%s: one by one: %s", members[0].describe(), why_alone(_stack_config(members[0])))
                 planned.append((position[members[0].run_id], Task((members[0],))))
                 continue
             chunks = _split(members, workers, max_stack)
@@ -144,7 +153,7 @@ def pending(tasks: Sequence[Task], finished: set[str]) -> list[Task]:
         missing = tuple(s for s in task.specs if s.run_id not in finished)
         if not missing:
             continue
-        if len(missing) == len(task.specs) or not composition_invariant(task.specs[0].train):
+        if len(missing) == len(task.specs) or not composition_invariant(_stack_config(task.specs[0])):
             todo.append(task)
         else:
             todo.append(Task(missing, stacked=True))

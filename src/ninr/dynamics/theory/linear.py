@@ -18,8 +18,9 @@ which is ``O(k eta d / B^2)``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -154,3 +155,31 @@ def phase_boundaries(horizon: int, batch_size: int | None = None) -> PhaseBounda
     osc = batch_size / chi2_median(batch_size)
     div = _bisect(lambda k: decay_rate(k, batch_size), 1.0 + 1e-9, 2.0 + 20.0 / batch_size**0.5)
     return PhaseBoundaries(low, osc, div)
+
+
+def theory_curve(eta: float, steps: int, batch: int, sigmas: Sequence[float], points: int = 300) -> dict[str, Any]:
+    """The closed form across a sigma grid: decay time, phase regions and a one-line summary of the boundaries.
+
+    The curve spans ``min(sigmas) / 1.5`` to ``max(sigmas) * 1.5`` on a log grid of ``points``; regions are
+    ``(phase, sigma_lo, sigma_hi)`` for the decoupled, decay, oscillating and divergent bands at horizon
+    ``steps`` and batch ``batch``.
+    """
+    grid = np.geomspace(min(sigmas) / 1.5, max(sigmas) * 1.5, points)
+    tau = [decay_time(control_parameter(eta, float(s)), batch) for s in grid]
+    bounds = phase_boundaries(steps, batch)
+    edges = bounds.as_sigma(eta)
+    cuts = [grid[0], edges["decoupled_decay"], edges["decay_oscillating"], edges["oscillating_divergent"], grid[-1]]
+    names = ("decoupled", "decay", "oscillating", "divergent")
+    regions = [(name, lo, hi) for name, lo, hi in zip(names, cuts[:-1], cuts[1:], strict=True) if hi > lo]
+    summary = (
+        f"predicted boundaries in k (horizon {steps}, batch {batch}): decoupled|decay "
+        f"{bounds.decoupled_decay:.4g}, decay|oscillating {bounds.decay_oscillating:.4g}, "
+        f"oscillating|divergent {bounds.oscillating_divergent:.4g}; in sigma (eta={eta:g}): "
+        + ", ".join(f"{v:.4g}" for v in edges.values())
+    )
+    return {
+        "sigma": grid.tolist(),
+        "tau": [t if np.isfinite(t) else np.nan for t in tau],
+        "regions": regions,
+        "summary": summary,
+    }

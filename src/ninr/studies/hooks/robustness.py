@@ -28,19 +28,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from torch import nn
+
+from ninr.data.base import Dataset
 from ninr.errors import ConfigError, check_positive, check_positive_int, did_you_mean, fail
 from ninr.rng import derive_seed
-from ninr.studies.run import RUN_HOOKS, Records, RunHook
-
-if TYPE_CHECKING:
-    from torch import nn
-
-    from ninr.data.base import Dataset
-    from ninr.robustness.suites import Suite
-    from ninr.studies.sweep import RunSpec
-    from ninr.train.run import TrainResult
+from ninr.robustness.evaluate import evaluate
+from ninr.robustness.suites import Suite
+from ninr.studies.hook import RUN_HOOKS, RunHook
+from ninr.studies.records import Records
+from ninr.studies.spec import RunSpec
+from ninr.train.run import TrainResult
 
 KIND = "robustness"
 """The ``kind`` field of every record this hook adds (training rows have no ``kind``)."""
@@ -95,8 +95,6 @@ class RobustnessSettings:
 
     def suite(self) -> Suite:
         """The :class:`ninr.robustness.Suite` of these settings (validates names and severities)."""
-        from ninr.robustness.suites import Suite
-
         curves = ("gaussian-noise",) if self.stds else ()
         return Suite(corruptions=self.corruptions, severities=self.severities, curves=curves, intensities=self.stds)
 
@@ -148,8 +146,6 @@ def robustness_records(
     ``at`` (the epoch and step of the evaluated weights) is added to every record. The model is evaluated
     in eval mode with its noise off; its mode is restored afterwards.
     """
-    from ninr.robustness.evaluate import evaluate
-
     n = len(data.x_test) if settings.limit is None else min(settings.limit, len(data.x_test))
     was_training = model.training
     model.eval()
@@ -170,11 +166,9 @@ def robustness_records(
 class RobustnessHook(RunHook):
     """Evaluates the trained model on the robustness suite of the study's settings."""
 
-    report = "ninr.report.robustness:robustness_report"
-
     def __init__(self, spec: RunSpec) -> None:
         self.spec = spec
-        self.settings = RobustnessSettings.from_options(spec.options)
+        self.settings = RobustnessSettings.from_options(spec.options.hook_options)
 
     @classmethod
     def check_options(cls, options: Mapping[str, Any]) -> None:
@@ -185,7 +179,7 @@ class RobustnessHook(RunHook):
             return []
         final = result.final
         at = {"epoch": final.get("epoch"), "step": final.get("step")}
-        return robustness_records(result.model, data, self.settings, seed=self.spec.train.seed, at=at)
+        return robustness_records(result.model, data, self.settings, seed=self.spec.seed, at=at)
 
 
 RUN_HOOKS.add(

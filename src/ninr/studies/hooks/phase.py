@@ -1,4 +1,4 @@
-"""Run hooks shipped with ninr: ``phase``, the phase classifier's verdict on each NINR run.
+"""Run hook ``phase``: the phase classifier's verdict on each NINR run.
 
 ``hooks = ["phase"]`` in a study section records the norm of each node's noise injection weights
 every ``PHASE_EVERY`` SGD steps, from before the first step to the end, and adds to the run's final
@@ -10,15 +10,13 @@ node's phase), ``niw_peak_ratio`` and ``niw_final_ratio`` (of the deciding node)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ninr.dynamics.niw import NIWProbe
 from ninr.dynamics.phases import classify_nodes
-from ninr.studies.run import RUN_HOOKS, RunHook
-
-if TYPE_CHECKING:
-    from ninr.studies.sweep import RunSpec
-    from ninr.train.run import TrainResult
+from ninr.studies.hook import RUN_HOOKS, RunHook
+from ninr.studies.spec import RunSpec
+from ninr.train.run import TrainResult
 
 PHASE_EVERY = 1
 """SGD steps between NIW samples. Every step: a catapult rises within a few steps (the top mode grows

@@ -1,0 +1,269 @@
+"""The ``phases`` part: NIN decay times and phases against sigma, for linear regression and the MLP.
+
+Each run is one point (model, noise mode, sigma, seed) of the phase diagram (:mod:`ninr.dynamics.points`).
+A preset's section (``ninr phases`` builds the same section from its flags)::
+
+    [phases]
+    seeds = [0]
+
+    [phases.options.linear]          # the linear-regression model (ninr.dynamics.theory); omit to skip it
+    noise = ["redrawn", "fixed"]     # default: both
+    # sigmas = [...]                 # default: the 25-point grid from 0.1 to 20
+    steps = 300                      # also: lr (eta, default 0.01), batch_size (default: full batch)
+
+    [phases.options.mlp]             # in-NINR on fc1 of the 784-256-256-256-10 MLP; omit to skip it
+    sigmas = [4.0, 16.0, 64.0, 256.0, 1024.0]   # default: 1 to 4096 by factors of 4
+    epochs = 4
+    train_examples = 6400            # a seeded subset of the training set (default: all of it)
+    # also: lr, batch_size, niw_every, loss_every, probe_size, dataset, dataset_kwargs
+
+Records: per run, a few rows of its NIW-norm trajectory (``step``, ``niw_norm``; at most
+:data:`TRAJECTORY_POINTS`) and a ``final`` row carrying the point's record (sigma, k, phase, decay times with
+errors, the predicted phase and theory decay time for the linear model, losses and test accuracy for the MLP).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+
+from ninr.data.base import Dataset, load_dataset
+from ninr.dynamics.points import (
+    LINEAR_DEFAULTS,
+    LINEAR_SIGMAS,
+    MLP_SIGMAS,
+    NOISE_MODES,
+    MLPPoint,
+    linear_point,
+    mlp_point,
+)
+from ninr.dynamics.theory.simulate import LinearSetup
+from ninr.errors import ConfigError, check_positive, check_positive_int, fail
+from ninr.rng import make_generator
+from ninr.studies.part import Part, Records, register_part
+from ninr.studies.records import to_records
+from ninr.studies.section import SEEDS
+from ninr.studies.spec import RunSpec
+from ninr.train.config import TrainConfig
+
+Noise = Literal["redrawn", "fixed"]
+
+TRAJECTORY_POINTS = 60
+"""NIW-norm samples kept per run in the records (evenly spaced, first and last included): enough to
+draw the decay, growth or catapult of a trajectory, few enough to keep the records small."""
+
+
+def _check_grid(sigmas: tuple[float, ...], noise: tuple[str, ...]) -> None:
+    if not sigmas:
+        raise fail("sigmas", "a non-empty list of numbers", list(sigmas))
+    for s in sigmas:
+        check_positive("sigmas", s)
+    if not noise:
+        raise fail("noise", f"a non-empty list of {', '.join(NOISE_MODES)}", list(noise))
+    if len(set(sigmas)) != len(sigmas) or len(set(noise)) != len(noise):
+        raise fail("the grid", "free of repeated sigmas and noise modes", {"sigmas": sigmas, "noise": noise})
+
+
+@dataclass(frozen=True)
+class LinearSweep:
+    """The linear model's grid and settings (full-batch GD unless ``batch_size`` is set)."""
+
+    sigmas: tuple[float, ...] = LINEAR_SIGMAS
+    noise: tuple[Noise, ...] = NOISE_MODES  # type: ignore[assignment]
+    lr: float = float(LINEAR_DEFAULTS["eta"])
+    steps: int = int(LINEAR_DEFAULTS["steps"])
+    batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_grid(self.sigmas, self.noise)
+        check_positive("lr", self.lr)
+        check_positive_int("steps", self.steps)
+        if self.batch_size is not None:
+            check_positive_int("batch_size", self.batch_size)
+
+
+@dataclass(frozen=True)
+class MLPSweep:
+    """The MLP's grid and settings."""
+
+    sigmas: tuple[float, ...] = MLP_SIGMAS
+    noise: tuple[Noise, ...] = NOISE_MODES  # type: ignore[assignment]
+    lr: float = 0.05
+    epochs: int = 2
+    batch_size: int = 64
+    train_examples: int | None = None
+    niw_every: int = 1
+    loss_every: int = 25
+    probe_size: int = 1000
+    dataset: str = "fashion-mnist"
+    dataset_kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_grid(self.sigmas, self.noise)
+        check_positive("lr", self.lr)
+        for name in ("epochs", "batch_size", "niw_every", "loss_every", "probe_size"):
+            check_positive_int(name, getattr(self, name))
+        if self.train_examples is not None:
+            check_positive_int("train_examples", self.train_examples)
+
+
+@dataclass(frozen=True)
+class PhasesOptions:
+    """The models to sweep, in this order: ``linear`` and/or ``mlp``."""
+
+    linear: LinearSweep | None = None
+    mlp: MLPSweep | None = None
+
+
+@dataclass(frozen=True)
+class PhasesSection:
+    """The ``[phases]`` section: seeds and the sweeps of ``[phases.options.MODEL]``."""
+
+    seeds: tuple[int, ...] = field(metadata=SEEDS)
+    options: PhasesOptions = field(default_factory=PhasesOptions)
+    stack: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.options.linear is None and self.options.mlp is None:
+            raise ConfigError("no model to sweep; add [phases.options.linear] and/or [phases.options.mlp]")
+
+
+@dataclass(frozen=True)
+class LinearRun:
+    """One linear point: the simulation's settings (its teacher data derive from the seed)."""
+
+    noise: str
+    sigma: float
+    seed: int
+    lr: float
+    steps: int
+    batch_size: int | None
+    n_train: int = int(LINEAR_DEFAULTS["n_train"])
+    dim: int = int(LINEAR_DEFAULTS["dim"])
+
+    def identity(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def data_identity(self) -> dict[str, Any]:
+        return {"teacher": "linear", "n_train": self.n_train, "dim": self.dim, "seed": self.seed}
+
+    def setup(self) -> LinearSetup:
+        return LinearSetup(
+            sigma=self.sigma, eta=self.lr, steps=self.steps, batch_size=self.batch_size, n_train=self.n_train,
+            dim=self.dim, noise=self.noise, seed=self.seed,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class MLPRun:
+    """One MLP point: in-NINR at ``sigma`` on a (seeded subset of a) registered data set."""
+
+    noise: str
+    sigma: float
+    seed: int
+    lr: float
+    epochs: int
+    batch_size: int
+    train_examples: int | None
+    niw_every: int
+    loss_every: int
+    probe_size: int
+    dataset: str
+    dataset_kwargs: Mapping[str, Any]
+
+    def identity(self) -> dict[str, Any]:
+        fields = dataclasses.asdict(self)
+        return {k: v for k, v in fields.items() if k not in ("dataset", "dataset_kwargs", "train_examples")}
+
+    def data_identity(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "dataset_kwargs": dict(self.dataset_kwargs), "subset": self.train_examples}
+
+    def point(self) -> MLPPoint:
+        config = TrainConfig(
+            dataset=self.dataset, dataset_kwargs=self.dataset_kwargs, lr=self.lr, epochs=self.epochs,
+            seed=self.seed, batch_size=self.batch_size,
+        )  # fmt: skip
+        return MLPPoint(config, self.noise, self.sigma, self.niw_every, self.loss_every, self.probe_size)
+
+
+@functools.lru_cache(maxsize=2)
+def training_data(dataset: str, kwargs_json: str, train_examples: int | None) -> Dataset:
+    """The MLP's data: ``dataset`` with a seeded subset of ``train_examples`` training images.
+
+    The subset is drawn from its own fixed stream (not the run's seed), so every seed and sigma sees the
+    same examples. Cached per process: loading Fashion-MNIST takes longer than a short run's setup.
+    """
+    data = load_dataset(dataset, **json.loads(kwargs_json))
+    if train_examples is None:
+        return data
+    n = len(data.x_train)
+    if train_examples > n:
+        raise fail("train_examples", f"at most the {n} training images of {dataset}", train_examples)
+    idx = torch.randperm(n, generator=make_generator(0, "phases-train-subset"))[:train_examples]
+    return dataclasses.replace(data, x_train=data.x_train[idx], y_train=data.y_train[idx])
+
+
+def thin(steps: Sequence[float], values: Sequence[float]) -> list[dict[str, Any]]:
+    """At most :data:`TRAJECTORY_POINTS` evenly spaced samples, first and last included."""
+    n = len(values)
+    keep = sorted({round(i) for i in np.linspace(0, n - 1, min(n, TRAJECTORY_POINTS))}) if n else []
+    return [{"step": int(steps[i]), "niw_norm": float(values[i])} for i in keep]
+
+
+@register_part
+class PhasesPart(Part):
+    """The phase diagrams: one run per (model, noise mode, sigma, seed)."""
+
+    name: ClassVar[str] = "phases"
+    title: ClassVar[str] = "Phases of NIN dynamics: decay time against sigma"
+    order: ClassVar[int] = 30
+    Section: ClassVar[type] = PhasesSection
+
+    def expand(self, section: PhasesSection, study: str) -> list[RunSpec]:
+        """Per model (linear, then mlp), noise mode, sigma and seed."""
+        specs = []
+        for model, sweep in (("linear", section.options.linear), ("mlp", section.options.mlp)):
+            if sweep is None:
+                continue
+            for noise in sweep.noise:
+                for sigma in sweep.sigmas:
+                    for seed in section.seeds:
+                        run = _run_options(model, sweep, noise, sigma, seed)
+                        specs.append(RunSpec(self.name, study, model, f"{noise} sigma={sigma:.4g}", seed, run))
+        return specs
+
+    def run(self, spec: RunSpec) -> Records:
+        """The records of one point."""
+        options = spec.options
+        # Fits of diverged trajectories overflow on the way to "no decay": expected, not worth a warning.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            if isinstance(options, LinearRun):
+                record, traj = linear_point(options.setup())
+                rows = thin(traj["step"], [abs(a) for a in traj["niw"]])
+                extra = {"n_train": options.n_train, "dim": options.dim}
+                model = "linear"
+            else:
+                kwargs = json.dumps(dict(options.dataset_kwargs), sort_keys=True)
+                data = training_data(options.dataset, kwargs, options.train_examples)
+                record, traj = mlp_point(options.point(), data)
+                rows = thin(traj["niw_step"], traj["niw_norm"])
+                extra = {"batch_size": options.batch_size, "train_examples": len(data.x_train)}
+                extra["dataset"] = options.dataset
+                model = "mlp"
+        return to_records(spec, rows, str(record["status"]), {**record, **extra}, model=model, methods="in-ninr")
+
+
+def _run_options(model: str, sweep: Any, noise: str, sigma: float, seed: int) -> LinearRun | MLPRun:
+    if model == "linear":
+        return LinearRun(noise, sigma, seed, sweep.lr, sweep.steps, sweep.batch_size)
+    return MLPRun(
+        noise, sigma, seed, sweep.lr, sweep.epochs, sweep.batch_size, sweep.train_examples, sweep.niw_every,
+        sweep.loss_every, sweep.probe_size, sweep.dataset, dict(sweep.dataset_kwargs),
+    )  # fmt: skip
