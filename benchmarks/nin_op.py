@@ -6,13 +6,13 @@ Dense (784 -> 256, batch 64 and 512), ``z = x W^T + b + eps niw^T``:
 - ``plain``: the layer without a node (``F.linear``), the baseline;
 - ``in-place addr_`` (ninr's ``nin_linear``): ``F.linear(x, W, b).addr_(eps, niw)`` (the product's
   output is not saved for its backward, so updating it in place is safe);
-- ``fused addr`` (what ninr did before): ``addmm(addr(b, eps, niw), x, W^T)``, the rank-one update
-  folded into the product's input;
+- ``fused addr``: ``addmm(addr(b, eps, niw), x, W^T)``, the rank-one update folded into the product's
+  input;
 - ``concatenated column``: ``F.linear(cat([x, eps]), cat([W, niw]), b)``;
 - ``separate product``: ``F.linear(x, W, b) + F.linear(eps[:, None], niw[:, None])``.
 Conv (32 -> 64 channels, 3x3, 14x14, per-example noise): ninr's ``nin_conv2d_channel`` (a rank-one
 ``addr`` of ``eps`` with the convolution of a map of ones, over the flattened map) against ``addcmul``
-(what it did before), an in-place ``addcmul_`` and an extra input channel.
+(multiply, then sum), an in-place ``addcmul_`` and an extra input channel.
 With one thread the clock is the thread's CPU time, which other jobs on a shared machine do not inflate.
 """
 

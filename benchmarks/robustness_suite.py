@@ -1,6 +1,6 @@
 """Wall time of the robustness suite on one MLP: every corruption at 5 severities, FGSM and PGD-10 at 4 epsilons.
 
-Target (issue 4): under 2 minutes on the 10,000 Fashion-MNIST test images on a 2-core CPU. Prints the
+Target: under 2 minutes on the 10,000 Fashion-MNIST test images on a 2-core CPU. Prints the
 time of every part, the total, and the machine's load (other processes slow every number down).
 
     .venv/bin/python benchmarks/robustness_suite.py                  # trains a 1-epoch MLP first

@@ -5,7 +5,7 @@ Usage: python benchmarks/run.py [--quick | --full] [--threads N] [--only epoch_t
 Quick is the default (``make bench`` runs this script with no arguments and should finish in minutes):
 a fixed number of steps scaled to an epoch, fewer repeats. ``--full`` times whole epochs.
 
-Suites of this directory run in this process, one after the other; the other engineers' scripts
+Suites of this directory run in this process, one after the other; the standalone scripts
 (nin_epoch_time.py, methods_epoch.py, robustness_suite.py), when present, run as subprocesses, with
 --quick passed to those that accept it (else --repeats 1 where they have it). Each prints its own
 table of ratios measured side by side.
@@ -42,13 +42,13 @@ SUITES = {
     "data_load": data_load.main,
 }
 OTHERS = ("nin_epoch_time.py", "methods_epoch.py", "robustness_suite.py")
-"""Scripts owned elsewhere, run when present."""
+"""Standalone scripts with their own command lines, run as subprocesses when present."""
 QUICK_ARGS = {"robustness_suite.py": ["--limit", "1000"]}
 """Their quick settings, for scripts without --quick."""
 
 
 def run_other(script: Path, quick: bool, threads: int) -> int:
-    """Run another engineer's script with the same thread policy (through the environment)."""
+    """Run a standalone script with the same thread policy (through the environment)."""
     helptext = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True).stdout
     extra: list[str] = []
     if quick and "--quick" in helptext:

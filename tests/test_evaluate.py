@@ -29,6 +29,7 @@ from ninr.robustness import (
     outputs_differ,
 )
 from ninr.robustness.suites import AttackSpec
+from ninr.studies import ResultStore
 from ninr.train import TrainConfig, train
 from ninr.train import evaluate as train_evaluate
 
@@ -204,10 +205,22 @@ def test_cli_eval_writes_records_next_to_the_run(tmp_path: Path, capsys: pytest.
     lines = (run / "robustness.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines]
     assert [r["condition"] for r in records] == ["clean", "gaussian-noise", "gaussian-noise"]
-    assert all(r["method"] == "none" and r["seed"] == 0 and r["run_id"] for r in records)
+    trained_id = json.loads((run / "config.json").read_text())["run_id"]
+    assert all(r["method"] == "none" and r["seed"] == 0 and r["trained_run_id"] == trained_id for r in records)
     assert main([*args[:-1], "--eps", "0.05", "--suite", "attacks", "--quiet"]) == 0
     conditions = [json.loads(line)["condition"] for line in (run / "robustness.jsonl").read_text().splitlines()]
     assert conditions.count("clean") == 1 and "pgd-10" in conditions and "gaussian-noise" in conditions
+    # each evaluation (run and settings) is one run of the store RUN_DIR/eval
+    assert len(ResultStore(run / "eval").run_ids()) == 2
+    # evaluations of two trained runs merged into one file keep each run's records
+    other = tmp_path / "other"
+    train(config.replace(seed=1), out_dir=other)
+    merged = tmp_path / "all.jsonl"
+    for run_dir in (run, other):
+        assert main(["eval", str(run_dir), "--suite", "clean", "--out", str(merged), "--quiet"]) == 0
+    rows = [json.loads(line) for line in merged.read_text().splitlines()]
+    other_id = json.loads((other / "config.json").read_text())["run_id"]
+    assert [(r["condition"], r["trained_run_id"]) for r in rows] == [("clean", trained_id), ("clean", other_id)]
     with pytest.raises(SystemExit) as exc:
         main(["eval", str(tmp_path / "missing")])
     assert exc.value.code == 2

@@ -13,8 +13,13 @@ import pytest
 from ninr.errors import ConfigError
 from ninr.hep.config import DetectorConfig, DetectorShift, GenerationConfig
 from ninr.hep.events import toy_candidates
-from ninr.hep.report import markdown_table, summary_rows
-from ninr.hep.study import MethodEntry, StudyConfig, load_study_config, run_hep_study, study_config_from_dict
+from ninr.hep.study import MethodEntry, StudyConfig, load_study_config, study_config_from_dict
+from ninr.report import build_report
+from ninr.report.hep import rejection_table, summary_rows
+from ninr.studies import ResultStore, final_records
+from ninr.studies.executors import Executor
+from ninr.studies.parts.hep import study_specs
+from ninr.studies.session import run_part, single_info
 
 HAS_H5PY = importlib.util.find_spec("h5py") is not None
 needs_h5py = pytest.mark.skipif(not HAS_H5PY, reason="h5py not installed (pip install 'ninr[hep]')")
@@ -64,29 +69,40 @@ def test_study_trains_every_method_and_reports_both_test_sets(tmp_path: Path) ->
     )
     config = tiny_config(tmp_path / "ev.h5", methods)
     write_events(tmp_path / "ev.h5", toy_candidates(120), config.generation)
-    records = run_hep_study(config, out_dir=tmp_path / "out")
+    out = tmp_path / "out"
+    specs = study_specs(config, "hep", artifacts=str(out))
+    assert [(s.label, s.seed) for s in specs] == [(m.label, 0) for m in methods]
+    store = ResultStore(out / "hep")
+    info = single_info("hep", specs, {"study": "tiny"}, "test")
+    summary = run_part(specs, store, Executor(), info, quiet=True, stack=False)
+    assert (summary.total, summary.new, summary.resumed) == (3, 3, 0)
+    records = final_records(store.records([s.run_id for s in specs]))
     assert [(r["method"], r["test_set"]) for r in records] == [
         (m.label, ts) for m in methods for ts in ("simulation", "data")
     ]
     for r in records:
-        assert r["status"] == "completed" and r["n_test"] == 36
+        assert r["status"] == r["run_status"] == "completed" and r["n_test"] == 36
         assert 0 <= r["auc"] <= 1 and r["rejection@70"] >= 1
         assert r["rejection@70"] == (math.inf if r["bkg_eff@70"] == 0 else pytest.approx(1 / r["bkg_eff@70"]))
         assert len(r["roc_bkg_eff"]) == len(r["roc_signal_eff"]) == 20
     # the synthetic task (isolated photon vs photon pair + hadron) is learnable even in two epochs
     assert max(r["auc"] for r in records if r["test_set"] == "simulation") > 0.8
-    out = tmp_path / "out"
-    assert (out / "table.md").read_text() == markdown_table(records, config.signal_efficiencies)
-    assert (out / "roc.png").stat().st_size > 0 and (out / "runs" / "none-seed0" / "config.json").exists()
-    assert json.loads((out / "study_config.json").read_text())["model_kwargs"] == {"width": 4}
+    for m in methods:
+        config_json = json.loads((out / "runs" / f"{m.label}-seed0" / "config.json").read_text())
+        assert config_json["config"]["model_kwargs"] == {"width": 4}
+    table = rejection_table(records)
+    assert [row[0] for row in table.cells] == [m.label for m in methods]
+    report = build_report(out)
+    assert [s.body.part for s in report.sections] == ["hep"]
+    assert report.sections[0].body.tables[0].to_markdown() == table.to_markdown()
     # a rerun resumes: finished runs are read back, not trained again
-    again = run_hep_study(config, out_dir=out)
-    assert again == records
-    assert len((out / "records.jsonl").read_text().splitlines()) == len(records)
+    again = run_part(specs, store, Executor(), info, resume=True, quiet=True, stack=False)
+    assert (again.new, again.resumed) == (0, 3)
+    assert final_records(store.records([s.run_id for s in specs])) == records
 
 
 def test_table_aggregates_seeds_side_by_side() -> None:
-    base = {"auc": 0.9, "rejection@70": 10.0, "method": "none"}
+    base = {"auc": 0.9, "rejection@70": 10.0, "method": "none", "efficiencies": [0.7]}
     recs = [
         {**base, "seed": s, "test_set": ts, "rejection@70": v}
         for s, (ts, v) in enumerate([("simulation", 10.0), ("simulation", 20.0), ("data", 4.0), ("data", 6.0)])
@@ -94,8 +110,13 @@ def test_table_aggregates_seeds_side_by_side() -> None:
     recs = [dict(r, seed=r["seed"] % 2) for r in recs]
     rows = summary_rows(recs, (0.7,))
     assert rows[0]["simulation/rejection@70"] == pytest.approx((15.0, math.sqrt(50.0)))
-    table = markdown_table(recs, (0.7,))
-    assert "| none | 2 | 0.900 ± 0.000 | 15.0 ± 7.1 | 0.900 ± 0.000 | 5.0 ± 1.4 |" in table
+    assert rows[0]["data/rejection@70"] == pytest.approx((5.0, math.sqrt(2.0)))
+    table = rejection_table(recs)
+    assert table.headers == (
+        "method", "seeds", "simulation AUC", "simulation 1/εB@70%", "data AUC", "data 1/εB@70%",
+    )  # fmt: skip
+    # a spread of zero is not shown; a mean over seeds is shown with its sample std
+    assert "| none | 2 | 0.900 | 15.0 ± 7.1 | 0.900 | 5.0 ± 1.4 |" in table.to_markdown()
 
 
 @needs_h5py
@@ -114,8 +135,16 @@ def test_cli_train_and_generate_reuse_or_refuse_the_events(tmp_path: Path, capsy
     write_events(tmp_path / "out" / "events.h5", toy_candidates(60), config.generation)
     assert main(["hep", "generate", "--config", str(toml), "--out", str(tmp_path / "out")]) == 0
     assert "nothing to do" in capsys.readouterr().out
-    assert main(["hep", "train", "--config", str(toml), "--out", str(tmp_path / "out")]) == 0
+    out = tmp_path / "out"
+    assert main(["hep", "train", "--config", str(toml), "--out", str(out)]) == 0
     assert "| none | 1 |" in capsys.readouterr().out
+    store = ResultStore(out / "hep")
+    assert len(store.run_ids()) == 1 and (out / "runs" / "none-seed0" / "config.json").is_file()
+    assert (out / "report" / "report.md").is_file()
+    # a second call keeps the finished run: the session trains nothing
+    assert main(["hep", "train", "--config", str(toml), "--out", str(out)]) == 0
+    assert "| none | 1 |" in capsys.readouterr().out
+    assert [(s["new"], s["status"]) for s in store.sessions()] == [(1, "completed"), (0, "completed")]
     other = dataclasses.replace(config.generation, seed=99)
     write_events(tmp_path / "elsewhere.h5", toy_candidates(10), other)
     with pytest.raises(SystemExit) as exc:

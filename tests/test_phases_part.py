@@ -1,8 +1,9 @@
-"""The ``phases`` study part: the tiny preset's linear grid end to end, the MLP path on synthetic data, resume,
-determinism, config errors, and the report rebuilt from records alone.
+"""The ``phases`` study part: the tiny preset's linear grid end to end, the MLP path on synthetic data, run ids of
+a grown grid, config errors, and the contents of its report section.
 
 The linear runs are checked against the closed form (ninr.dynamics.theory): each run's label is the predicted phase and
-a decaying run's fitted NIW decay time is within 3% of ``1/gamma(k, B)``.
+a decaying run's fitted NIW decay time is within 3% of ``1/gamma(k, B)``. What every part keeps (executors, resume,
+reports from the stores alone, unknown keys) is tested in tests/test_parts.py.
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ import torch
 
 from ninr.errors import ConfigError
 from ninr.report import build_report, write_report
-from ninr.studies import InProcessExecutor, ResultStore, load_preset, parse_preset, run_study
-from ninr.studies.phases_part import TRAJECTORY_POINTS, expand_phases, run_phase
-from ninr.studies.sweep import expand_preset
+from ninr.studies import PARTS, InProcessExecutor, ResultStore, RunSpec, load_preset, parse_preset, run_study
+from ninr.studies.parts.phases import TRAJECTORY_POINTS, LinearRun, MLPRun
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "tiny.toml"
@@ -30,6 +30,22 @@ THEORY_TOLERANCE = 0.03  # the fit of a 60-step noise-free decay against 1/gamma
 
 def _dumps(records: list[dict]) -> str:
     return json.dumps(records, sort_keys=True)  # NaN-safe equality: NaN != NaN, but its text is equal
+
+
+def _specs(data: dict) -> list[RunSpec]:
+    """The phases runs of a preset document."""
+    preset = parse_preset(data)
+    return PARTS.get("phases").expand(preset.section("phases"), preset.name)
+
+
+def _tiny_specs() -> list[RunSpec]:
+    """The phases runs of the tiny preset."""
+    preset = load_preset(TINY)
+    return PARTS.get("phases").expand(preset.section("phases"), preset.name)
+
+
+def _run(spec: RunSpec) -> list[dict]:
+    return PARTS.get("phases").run(spec)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +62,7 @@ def _finals(out: Path) -> list[dict]:
 
 
 def test_tiny_phases_expands_to_the_linear_grid():
-    specs = expand_preset(load_preset(TINY))["phases"]
+    specs = _tiny_specs()
     assert [(s.arch, s.label) for s in specs[:4]] == [
         ("linear", "redrawn sigma=0.5"),
         ("linear", "redrawn sigma=3"),
@@ -54,9 +70,13 @@ def test_tiny_phases_expands_to_the_linear_grid():
         ("linear", "redrawn sigma=16"),
     ]
     assert len(specs) == 8 and len({s.run_id for s in specs}) == 8
-    assert specs[0].options == {
-        "model": "linear", "noise": "redrawn", "sigma": 0.5, "lr": 0.01, "steps": 60, "batch_size": None,
-        "n_train": 256, "dim": 4,
+    assert specs[0].options == LinearRun(noise="redrawn", sigma=0.5, seed=0, lr=0.01, steps=60, batch_size=None)
+    assert specs[0].identity == {
+        "options": {
+            "noise": "redrawn", "sigma": 0.5, "seed": 0, "lr": 0.01, "steps": 60, "batch_size": None,
+            "n_train": 256, "dim": 4,
+        },
+        "data": {"teacher": "linear", "n_train": 256, "dim": 4, "seed": 0},
     }  # fmt: skip
 
 
@@ -65,8 +85,8 @@ def test_adding_a_sigma_keeps_the_run_ids_of_the_others():
     base = {"name": "t", "phases": {"seeds": [0], "options": {"linear": {"sigmas": [1.0, 2.0], "steps": 20}}}}
     grown = json.loads(json.dumps(base))
     grown["phases"]["options"]["linear"]["sigmas"] = [0.5, 1.0, 2.0]
-    ids = {s.run_id for s in expand_preset(parse_preset(base))["phases"]}
-    assert ids < {s.run_id for s in expand_preset(parse_preset(grown))["phases"]}
+    ids = {s.run_id for s in _specs(base)}
+    assert ids < {s.run_id for s in _specs(grown)}
 
 
 def test_linear_runs_match_the_closed_form(tiny_store):
@@ -97,31 +117,12 @@ def test_records_are_tidy_and_deterministic(tiny_store):
     assert all(r["run_id"] == result.run_id and r["part"] == "phases" for r in rows)
     steps = [r["step"] for r in rows]
     assert steps == sorted(steps)
-    specs = {s.run_id: s for s in expand_preset(load_preset(TINY))["phases"]}
-    assert _dumps(run_phase(specs[result.run_id])) == _dumps(rows)
+    specs = {s.run_id: s for s in _tiny_specs()}
+    assert _dumps(_run(specs[result.run_id])) == _dumps(rows)
 
 
-def test_resume_runs_nothing_again(tiny_store):
-    summary = run_study(
-        load_preset(TINY).select(["phases"]), "phases", tiny_store, InProcessExecutor(), resume=True, quiet=True
-    )
-    assert (summary.new, summary.resumed) == (0, 8)
-
-
-def test_report_is_built_from_records_alone(tiny_store, tmp_path, monkeypatch):
-    pytest.importorskip("matplotlib")
-    import ninr.dynamics.experiment
-    import ninr.dynamics.theory.simulate
-
-    def no_runs(*args, **kwargs):
-        raise AssertionError("a report must not train or simulate")
-
-    for module, name in [
-        (ninr.dynamics.experiment, "run_linear"),
-        (ninr.dynamics.experiment, "run_mlp"),
-        (ninr.dynamics.theory.simulate, "simulate_linear"),
-    ]:
-        monkeypatch.setattr(module, name, no_runs)
+def test_report_section_has_the_phase_tables_and_figures(tiny_store, tmp_path):
+    pytest.importorskip("matplotlib", reason="reports draw figures (pip install 'ninr[plot]')")
     report = build_report(tiny_store)
     (section,) = report.sections
     body = section.body
@@ -155,20 +156,24 @@ MLP_OPTIONS = {
 
 def test_mlp_runs_on_a_data_subset_with_both_noise_modes():
     before = torch.get_num_threads()
-    preset = parse_preset({"name": "t", "phases": {"seeds": [0], "options": {"mlp": MLP_OPTIONS}}})
-    specs = expand_phases(preset.study("phases"), "t")
+    specs = _specs({"name": "t", "phases": {"seeds": [0], "options": {"mlp": MLP_OPTIONS}}})
     assert [s.label for s in specs] == ["redrawn sigma=1", "fixed sigma=1"]
-    assert specs[0].train.methods[0].params == {"sigma": 1.0} and specs[0].train.dataset == "synthetic"
-    runs = [run_phase(s) for s in specs]
+    assert all(isinstance(s.options, MLPRun) and s.arch == "mlp" for s in specs)
+    assert (specs[0].options.sigma, specs[0].options.dataset, specs[0].options.train_examples) == (1.0, "synthetic", 48)
+    # The data set and its subset are the data's identity, not the options'.
+    assert specs[0].identity["data"] == {
+        "dataset": "synthetic", "dataset_kwargs": MLP_OPTIONS["dataset_kwargs"], "subset": 48,
+    }  # fmt: skip
+    runs = [_run(s) for s in specs]
     assert torch.get_num_threads() == before  # the pinned thread count is restored
     for spec, rows in zip(specs, runs, strict=True):
         final = rows[-1]
-        assert final["model"] == "mlp" and final["noise"] == spec.options["noise"] and final["train_examples"] == 48
+        assert final["model"] == "mlp" and final["noise"] == spec.options.noise and final["train_examples"] == 48
         assert final["steps"] == 6 and final["batch_size"] == 16  # 2 epochs x 48 / 16
         assert final["k"] > 0 and math.isfinite(final["test_acc"]) and final["phase"] in ("decoupled", "decay")
         assert [r["step"] for r in rows] == list(range(7))  # the NIW norm at step 0 and after every step
     assert runs[0][-1]["niw_norm"] != runs[1][-1]["niw_norm"]  # fixed per-example noise is a different run
-    assert _dumps(run_phase(specs[1])) == _dumps(runs[1])
+    assert _dumps(_run(specs[1])) == _dumps(runs[1])
 
 
 @pytest.mark.parametrize(
@@ -178,11 +183,19 @@ def test_mlp_runs_on_a_data_subset_with_both_noise_modes():
         ({"seeds": [0], "options": {"linear": {"sigma": [1.0]}}}, "did you mean 'sigmas'"),
         ({"seeds": [0], "options": {"linear": {"sigmas": [-1.0]}}}, "sigmas"),
         ({"seeds": [0], "options": {"linear": {"noise": ["frozen"]}}}, "noise"),
+        ({"seeds": [0], "options": {"linear": {"sigmas": [1.0, 1.0]}}}, "free of repeated sigmas"),
         ({"seeds": [0], "options": {"mlp": {"train_examples": 0}}}, "train_examples"),
-        ({"seeds": [0], "train": {"lr": 0.1}, "options": {"linear": {}}}, "not train or hooks"),
+        ({"seeds": [0], "options": {"mlp": {"sigmas": [1.0], "epochs": 0}}}, r"\[phases\]\.options\.mlp: `epochs`"),
         ({"seeds": [0]}, "no model to sweep"),
     ],
 )
 def test_bad_sections_fail_with_the_key_and_rule(section, match):
     with pytest.raises(ConfigError, match=match):
-        expand_preset(parse_preset({"name": "t", "phases": section}))
+        _specs({"name": "t", "phases": section})
+
+
+def test_a_subset_larger_than_the_training_set_is_refused():
+    options = {**MLP_OPTIONS, "train_examples": 65, "noise": ["fixed"]}
+    (spec,) = _specs({"name": "t", "phases": {"seeds": [0], "options": {"mlp": options}}})
+    with pytest.raises(ConfigError, match="`train_examples` must be at most the 64 training images"):
+        _run(spec)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from ninr.dynamics.phases import classify_phase
 from ninr.dynamics.theory.simulate import LinearSetup, build_student, simulate_linear, teacher_data
 from ninr.errors import ConfigError, NinrError
 from ninr.methods.calibrate import PHASE_TARGET_K, calibrate_sigma, nin_curvature, sigma_for_phase
+from ninr.studies import ResultStore, final_records
 from ninr.train import Callback, FitState, MethodSpec, TrainConfig, train
 
 DATA = synthetic(n_train=192, n_test=64, input_shape=(1, 6, 6), num_classes=3, seed=0)
@@ -156,15 +156,18 @@ def test_calibrate_sigma_on_an_mlp_leaves_the_model_alone() -> None:
         calibrate_sigma(model, DATA, lr=0.05, phase="chaos")
 
 
-def test_phases_cli_linear_writes_records_table_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_phases_cli_linear_writes_store_report_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "ph"
     code = main(
         ["phases", "--model", "linear", "--sigmas", "1", "5", "12", "20", "--steps", "60", "--out", str(out), "--quiet"]
     )
     assert code == 0
-    rows = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    store = ResultStore(out / "phases")
+    rows = final_records(store.records(store.read_study()["run_ids"]))
     assert {r["noise"] for r in rows} == {"redrawn", "fixed"} and len(rows) == 8
     phases = {r["sigma"]: r["linear_phase"] for r in rows if r["noise"] == "redrawn"}
     assert phases == {1.0: "decay", 5.0: "decay", 12.0: "oscillating", 20.0: "divergent"}
-    assert (out / "phases.png").stat().st_size > 1000
-    assert "predicted boundaries" in capsys.readouterr().out
+    assert (out / "report" / "figures" / "phases_phases.png").stat().st_size > 1000
+    assert (out / "report" / "report.md").is_file()
+    stdout = capsys.readouterr().out
+    assert "predicted boundaries" in stdout and "measured phases (redrawn noise)" in stdout

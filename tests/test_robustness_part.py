@@ -3,7 +3,8 @@
 The tiny preset's grid (synthetic data, FC and CNN x {None, in-NINR} x 2 seeds, 5 SGD steps) with
 ``hooks = ["robustness"]``: after each run, its model is evaluated on all 64 test images under Gaussian
 noise and three corruptions. Oracles: the hook's clean accuracy on the whole test set is the run's final
-test accuracy; training is unchanged by the hook; the table's means and stds are those of the records.
+test accuracy; training is unchanged by the hook; the table's means and stds are those of the records. The hook's
+records through every executor and through resume are tested with the table part in tests/test_parts.py.
 """
 
 from __future__ import annotations
@@ -21,18 +22,9 @@ from ninr.cli import main
 from ninr.errors import ConfigError
 from ninr.report.robustness import robustness_table, run_metrics
 from ninr.robustness import CORRUPTIONS
-from ninr.studies import (
-    Executor,
-    PoolExecutor,
-    ResultStore,
-    RunSpec,
-    expand_preset,
-    load_preset,
-    parse_preset,
-    run_specs,
-)
-from ninr.studies import run as run_spec
-from ninr.studies.robustness_hook import MNIST_C, NOISE_STD_GRID, RobustnessSettings
+from ninr.studies import PARTS, ResultStore, RunSpec, load_preset, parse_preset
+from ninr.studies.hooks.robustness import MNIST_C, NOISE_STD_GRID, RobustnessSettings
+from ninr.studies.parts.table import TrainRun
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESET = ROOT / "configs" / "tiny-robustness.toml"
@@ -44,9 +36,13 @@ CONDITIONS = 1 + 3 + 3 * 5  # clean, 3 noise stds, 3 corruptions x 5 severities
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+def _expand(preset) -> list[RunSpec]:
+    return PARTS.get("table").expand(preset.section("table"), preset.name)
+
+
 @pytest.fixture(scope="module")
 def specs() -> list[RunSpec]:
-    return expand_preset(load_preset(PRESET))["table"]
+    return _expand(load_preset(PRESET))
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +97,7 @@ def test_bad_settings_fail_when_the_preset_loads(settings, match):
     doc = {"table": {"seeds": [0], "hooks": ["robustness"], "train": {"dataset": "synthetic"}}}
     doc["table"]["options"] = {"robustness": settings}
     with pytest.raises(ConfigError, match=match) as exc:
-        expand_preset(parse_preset(doc, name="bad"))
+        _expand(parse_preset(doc, name="bad"))
     assert "[table.options.robustness]" in str(exc.value)
 
 
@@ -131,30 +127,14 @@ def test_hook_records_are_tidy_and_clean_accuracy_is_the_final_test_accuracy(spe
 
 
 def test_hook_does_not_change_training_and_runs_are_deterministic(specs, reference):
-    spec = specs[6]  # CNN | in-NINR | seed 0
-    assert run_spec(spec) == reference[spec.run_id]
-    plain = RunSpec(spec.part, spec.study, spec.arch, spec.label, spec.seed, spec.train, spec.phase)
+    table = PARTS.get("table")
+    spec = specs[6]  # CNN | in-NINR | seed 0: trained one by one in the sweep too (convolutions do not stack)
+    assert spec.options.hooks == ("robustness",)
+    assert table.run(spec) == reference[spec.run_id]
+    plain = RunSpec(spec.part, spec.study, spec.arch, spec.label, spec.seed, TrainRun(spec.options.train), spec.phase)
+    assert plain.run_id != spec.run_id  # the hook and its settings are part of what a run computes
     strip = lambda rows: [{k: v for k, v in r.items() if k != "run_id"} for r in rows]  # noqa: E731
-    assert strip(run_spec(plain)) == strip(_train_rows(reference[spec.run_id]))
-
-
-def test_dask_gives_the_in_process_records(specs, reference, tmp_path):
-    pytest.importorskip("distributed", reason="the dask extra is not installed (pip install 'ninr[dask]')")
-    from ninr.studies import DaskExecutor
-
-    store = ResultStore(tmp_path / "table")
-    with DaskExecutor(local_workers=1, processes=False) as dask:
-        assert run_specs(specs, store, dask) == (8, 0)
-    assert {r.run_id: r.records for r in store.results()} == reference
-
-
-@pytest.mark.slow
-def test_process_pool_gives_the_in_process_records(specs, reference, tmp_path):
-    store = ResultStore(tmp_path / "table")
-    with PoolExecutor(2) as pool:
-        assert run_specs(specs, store, pool) == (8, 0)
-    assert {r.run_id: r.records for r in store.results()} == reference
-    assert run_specs(specs[:1], ResultStore(tmp_path / "again"), Executor()) == (1, 0)
+    assert strip(table.run(plain)) == strip(_train_rows(reference[spec.run_id]))
 
 
 # ---------------------------------------------------------------- report
@@ -188,14 +168,8 @@ def test_table_means_and_stds_are_those_of_the_records():
     assert table.data[0]["corruption mean mean"] == pytest.approx(35.0)
 
 
-def test_report_has_the_robustness_section_built_from_records_alone(swept, monkeypatch):
-    pytest.importorskip("matplotlib")
-    import ninr.train.run
-
-    def no_training(*args, **kwargs):
-        raise AssertionError("a report must not train")
-
-    monkeypatch.setattr(ninr.train.run, "train", no_training)
+def test_report_has_the_robustness_section_after_the_table(swept):
+    pytest.importorskip("matplotlib", reason="reports draw figures (pip install 'ninr[plot]')")
     assert main(["report", str(swept)]) == 0
     out = swept / "report"
     md = (out / "report.md").read_text()
@@ -229,8 +203,8 @@ def test_report_has_the_robustness_section_built_from_records_alone(swept, monke
 
 
 def test_repository_presets_turn_the_hook_on_with_their_budgets():
-    quick = load_preset(ROOT / "configs" / "quick.toml").study("table")
-    paper = load_preset(ROOT / "configs" / "paper.toml").study("table")
+    quick = load_preset(ROOT / "configs" / "quick.toml").section("table")
+    paper = load_preset(ROOT / "configs" / "paper.toml").section("table")
     assert "robustness" in quick.hooks and "robustness" in paper.hooks
     q, p = (RobustnessSettings.from_options(s.options) for s in (quick, paper))
     assert q.limit == 500 and len(q.corruptions) == 4 and set(q.corruptions) <= set(MNIST_C)

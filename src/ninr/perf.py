@@ -196,7 +196,7 @@ def stack_convolutions(device: str | torch.device = "cpu") -> bool:
     Not on CPU: a grouped convolution is no faster than K plain ones there and the stack's activations fall
     out of cache, so 4 quick-preset CNN runs took 35 s stacked against 22 s one by one channels-last (1 thread;
     docs/speed.md). On CUDA, yes: there a small convolution's time is launch overhead, which a stack shares
-    (not measured on this project's machines).
+    (not measured).
     """
     return torch.device(device).type == "cuda"
 

@@ -35,7 +35,8 @@ def parse(cls: type[T], data: Any, where: str) -> T:
     """An instance of dataclass ``cls`` from ``data`` (see the module docstring); ``where`` names the table."""
     if not isinstance(data, Mapping):
         raise fail(where, "a table", data)
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    # fields set by the class itself (``init=False``) are not keys of the table
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     for key in data:
         if key not in fields:
             raise ConfigError(
@@ -71,16 +72,26 @@ def convert(tp: Any, value: Any, where: str) -> Any:
                 return convert(option, value, where)
             except ConfigError as exc:
                 errors.append(exc)
+        if len(errors) == 1 and not str(errors[0]).startswith(f"`{where}` must be"):
+            # ``X | None`` given a value of X's kind that fails inside (a nested key, an item of a list, a rule of
+            # a nested table): that error is the precise one; a value of another kind gets "X or absent" below
+            raise errors[0]
         raise fail(where, " or ".join(_describe(o) for o in args), value)
     if origin is typing.Literal:
-        if value not in args:
-            raise fail(where, f"one of {list(args)}", value)
-        return value
-    if origin is tuple:
+        # equal and of the same type: True == 1 and 1.0 == 1 in Python, yet neither is the literal 1
+        for option in args:
+            if value == option and type(value) is type(option):
+                return option
+        raise fail(where, f"one of {list(args)}", value)
+    if origin is tuple or tp is tuple:
         if not isinstance(value, list | tuple):
-            raise fail(where, f"a list ({_describe(tp)})", value)
-        item = args[0] if args else Any
-        return tuple(convert(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+            raise fail(where, _describe(tp), value)
+        if (len(args) == 2 and args[1] is Ellipsis) or not args:
+            item = args[0] if args else Any
+            return tuple(convert(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):  # a fixed-length tuple[X, Y]
+            raise fail(where, _describe(tp), value)
+        return tuple(convert(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
     if origin in (dict, Mapping) or tp in (dict, Mapping):
         if not isinstance(value, Mapping):
             raise fail(where, "a table", value)
@@ -114,12 +125,26 @@ def _describe(tp: Any) -> str:
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if tp is type(None):
         return "absent"
-    if origin is tuple:
-        return f"a list of {_describe(args[0])}s" if args else "a list"
+    if origin is tuple or tp is tuple:
+        if not args:
+            return "a list"
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_plural(_describe(args[0]))}"
+        return f"a list of {len(args)} items ({', '.join(_describe(a) for a in args)})"
     if origin is typing.Literal:
         return f"one of {list(args)}"
+    if dataclasses.is_dataclass(tp) or tp in (dict, Mapping) or origin in (dict, Mapping):
+        return "a table"
     names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
     return names.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _plural(description: str) -> str:
+    """``"an integer"`` -> ``"integers"``, ``"a number"`` -> ``"numbers"``; others kept whole (``"one of [...]"``)."""
+    for article in ("an ", "a "):
+        if description.startswith(article) and " " not in description[len(article) :]:
+            return description[len(article) :] + "s"
+    return f"items ({description})"
 
 
 def to_dict(options: Any) -> dict[str, Any]:

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from ninr.cli.args import Handler, arg_type, nonneg_float, nonneg_int, pos_int
+from ninr.data.base import DATASETS
 from ninr.fileio import atomic_write_bytes
 from ninr.robustness.plots import plot_all
+from ninr.robustness.suites import get_suite
 from ninr.robustness.table import format_table
 from ninr.studies.executors import Executor
 from ninr.studies.parts.evaluate import Evaluation, eval_spec
@@ -24,8 +26,9 @@ from ninr.studies.store import ResultStore
 from ninr.train import rundir
 
 RECORDS_FILE = "robustness.jsonl"
-# the fields that identify a record: a new evaluation replaces the old record with the same key
-RECORD_KEY = ("condition", "severity", "intensity", "epsilon", "noise", "metric")
+# the fields that identify a record: a new evaluation replaces the old record with the same key (the trained run's
+# id is one of them, so evaluations of several runs merged into one --out file keep each run's records)
+RECORD_KEY = ("trained_run_id", "condition", "severity", "intensity", "epsilon", "noise", "metric")
 
 
 severity_int = arg_type("an integer in 1..5", lambda v: 1 <= v <= 5, int)
@@ -79,6 +82,16 @@ def write_records(path: Path, records: list[dict[str, Any]]) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def check_evaluation(evaluation: Evaluation) -> None:
+    """The suite, its grids and the shifted data sets' names, checked before the store is touched (a bad name
+    would otherwise fail inside the run, after ``RUN_DIR/eval`` had recorded a study of it)."""
+    get_suite(
+        evaluation.suite, severities=evaluation.severities, intensities=evaluation.stds, epsilons=evaluation.epsilons
+    )
+    for name in evaluation.shift_datasets:
+        DATASETS.get(name)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     """``ninr eval RUN_DIR``: evaluate, store in ``RUN_DIR/eval``, merge into the records file, print the table."""
     run_dir = Path(args.run_dir)
@@ -96,10 +109,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         attack_batch_size=args.attack_batch_size,
         device=args.device,
     )
+    check_evaluation(evaluation)
     spec = eval_spec(run_dir, evaluation, args.seed)
     store = ResultStore(run_dir / "eval")
     info = single_info("eval", [spec], {"hooks": []}, f"ninr eval {run_dir}")
-    summary = run_part([spec], store, Executor(), info, resume=args.resume, redo=not args.resume, quiet=args.quiet)
+    summary = run_part(
+        [spec], store, Executor(), info, resume=args.resume, redo=not args.resume, quiet=args.quiet, stack=False
+    )
     records = store.read(spec.run_id).records
     out = Path(args.out) if args.out else run_dir / RECORDS_FILE
     write_records(out, records)

@@ -15,18 +15,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ninr.cli.args import Handler
-from ninr.errors import ConfigError, check_positive_int, did_you_mean
+from ninr.errors import ConfigError, did_you_mean
 from ninr.hep.datasets import load_or_generate, read_events, write_events
 from ninr.hep.generate import generate
 from ninr.hep.studyconfig import StudyConfig, load_study_config
+from ninr.perf import num_threads
 from ninr.report.builder import build_report, write_report
 from ninr.studies.executors import Executor
 from ninr.studies.parts.hep import study_specs
 from ninr.studies.session import run_part, single_info
 from ninr.studies.store import ResultStore
+from ninr.studies.tasks import stacking
 
 
 def register(subparsers: Any) -> dict[str, Handler]:
@@ -61,9 +61,11 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    if args.threads is not None:
-        torch.set_num_threads(check_positive_int("threads", args.threads))  # an entry point may set global state
-    return {"generate": cmd_generate, "train": cmd_train}[args.hep_command](args)
+    handler = {"generate": cmd_generate, "train": cmd_train}[args.hep_command]
+    if args.threads is None:
+        return handler(args)
+    with num_threads(args.threads):  # for this command only: an in-process caller keeps its thread count
+        return handler(args)
 
 
 def _config(args: argparse.Namespace) -> StudyConfig:
@@ -135,7 +137,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     store = ResultStore(out / "hep")
     info = single_info("hep", specs, {"study": str(args.config)}, f"ninr hep train --config {args.config}")
     started = time.perf_counter()
-    run_part(specs, store, Executor(), info, resume=True)
+    run_part(specs, store, Executor(), info, resume=True, stack=stacking("hep", None))
     report = build_report(out)
     write_report(report, out / "report")
     for section in report.sections:

@@ -11,17 +11,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ninr.cli.args import Handler, nonneg_int, pos_float, pos_int
 from ninr.cli.studies import write_reports
 from ninr.dynamics.theory.linear import theory_curve
+from ninr.errors import ConfigError
+from ninr.perf import num_threads
 from ninr.report.phases import phase_ranges, runs_table
 from ninr.studies.executors import make_executor
 from ninr.studies.part import PARTS
 from ninr.studies.records import final_records
 from ninr.studies.session import run_part, single_info
 from ninr.studies.store import ResultStore
+from ninr.studies.tasks import stacking
 
 
 def register(subparsers: Any) -> dict[str, Handler]:
@@ -37,7 +38,7 @@ def register(subparsers: Any) -> dict[str, Handler]:
         default=["redrawn", "fixed"],
         help="NIN noise redrawn every step and/or fixed per example (default: both)",
     )
-    p.add_argument("--epochs", type=pos_int, default=2, help="MLP epochs (default: 2)")
+    p.add_argument("--epochs", type=pos_int, default=None, help="MLP epochs (default: 2)")
     p.add_argument("--steps", type=pos_int, default=None, help="linear model steps (default: 300)")
     p.add_argument("--lr", type=pos_float, default=None, help="learning rate (default: 0.05 MLP, 0.01 linear)")
     p.add_argument("--batch-size", type=pos_int, default=None, help="MLP: 64; linear: full batch (GD)")
@@ -56,6 +57,9 @@ def register(subparsers: Any) -> dict[str, Handler]:
 
 def sweep_options(args: argparse.Namespace) -> dict[str, Any]:
     """The ``[phases.options.MODEL]`` table the flags describe (flags left out keep the part's defaults)."""
+    for flag, model in (("steps", "linear"), ("epochs", "mlp")):
+        if getattr(args, flag) is not None and args.model != model:
+            raise ConfigError(f"`--{flag}` applies to --model {model} only, got --model {args.model}")
     sweep: dict[str, Any] = {"noise": list(args.noise)}
     if args.sigmas:
         sweep["sigmas"] = list(args.sigmas)
@@ -63,16 +67,23 @@ def sweep_options(args: argparse.Namespace) -> dict[str, Any]:
         sweep["lr"] = args.lr
     if args.batch_size is not None:
         sweep["batch_size"] = args.batch_size
-    if args.model == "linear" and args.steps is not None:
+    if args.steps is not None:
         sweep["steps"] = args.steps
-    if args.model == "mlp":
+    if args.epochs is not None:
         sweep["epochs"] = args.epochs
     return sweep
 
 
 def cmd_phases(args: argparse.Namespace) -> int:
-    """``ninr phases``: sweep, store, report; print the runs table, the theory's boundaries and the ranges."""
-    torch.set_num_threads(args.threads)
+    """``ninr phases``: sweep, store, report; print the runs table, the theory's boundaries and the ranges.
+
+    ``--threads`` holds for this command only (restored afterwards), so calling it in-process leaves the caller's
+    thread count alone."""
+    with num_threads(args.threads):
+        return _phases(args)
+
+
+def _phases(args: argparse.Namespace) -> int:
     part = PARTS.get("phases")
     raw = {"seeds": list(args.seeds), "options": {args.model: sweep_options(args)}}
     section = part.parse_section(raw)
@@ -81,7 +92,9 @@ def cmd_phases(args: argparse.Namespace) -> int:
     store = ResultStore(out / "phases")
     info = single_info("phases", specs, raw, f"ninr phases --model {args.model}")
     with make_executor(workers=args.workers) as executor:
-        summary = run_part(specs, store, executor, info, resume=args.resume, quiet=args.quiet)
+        summary = run_part(
+            specs, store, executor, info, resume=args.resume, quiet=args.quiet, stack=stacking("phases", section)
+        )
     paths = write_reports(out, out / "report", echo=False)
     finals = final_records(store.records(info["run_ids"]))
     print(runs_table(finals, args.model).to_markdown())

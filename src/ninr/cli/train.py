@@ -18,7 +18,7 @@ from ninr.studies.parts.table import TrainRun
 from ninr.studies.records import final_records
 from ninr.studies.session import run_part, single_info
 from ninr.studies.spec import RunSpec
-from ninr.studies.store import ResultStore
+from ninr.studies.store import STUDY, ResultStore
 from ninr.studies.tasks import Task
 from ninr.train import EpochPrinter, MethodSpec, TrainConfig, resolve, run_id, rundir, train
 
@@ -83,8 +83,11 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
         help="fp32 (default, the reference) or bf16 autocast (needs a CPU/GPU with native bf16)",
     )
     p.add_argument("--out", default=None, help="run directory to write (config.json, metrics.jsonl, checkpoint.pt)")
-    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
-    p.add_argument("--resume", action="store_true", help="keep the run already finished in --out (train nothing)")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    again.add_argument(
+        "--resume", action="store_true", help="keep this run if --out already holds it finished (train nothing)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
 
 
@@ -139,17 +142,33 @@ def cmd_train(args: argparse.Namespace) -> int:
     """``ninr train``: one run, stored as a one-run study in ``--out`` (the run directory), or only printed."""
     config = config_from_args(args)
     check_precision(config.precision, config.device)  # before anything is written
+    if args.out is None and (args.resume or args.overwrite):
+        flag = "--resume" if args.resume else "--overwrite"
+        raise ConfigError(f"`{flag}` needs `--out` (the run directory it keeps or replaces), got no --out")
     spec = train_spec(config, out=args.out, progress=not args.quiet)
     started = time.perf_counter()
     if args.out is None:
         records = run_planned(Task((spec,)))[0].records
     else:
         out = Path(args.out)
-        if not args.resume:
-            rundir.prepare_run_dir(out, overwrite=args.overwrite)  # refuses a directory holding another run
         store = ResultStore(out)
+        part = store.read_study().get("part") if (out / STUDY).is_file() else None
+        if part not in (None, "train"):
+            raise ConfigError(
+                f"`out` must be a run directory or a new directory, got {str(out)!r} which holds the store of "
+                f"the {part!r} part of a study"
+            )
+        # --resume keeps the run only where the directory holds this very run, finished; anything else trains
+        # afresh into a directory that must not hold another run (unless --overwrite)
+        keep = args.resume and store.has(spec.run_id) and (out / rundir.CHECKPOINT).is_file()
+        if not keep:
+            try:
+                rundir.prepare_run_dir(out, overwrite=args.overwrite)
+            except ConfigError as exc:
+                raise ConfigError(f"{exc} (--overwrite replaces it; --resume keeps it if it is this run)") from None
         info = single_info("train", [spec], {"hooks": [], "config": config.to_dict()}, "ninr train")
-        run_part([spec], store, Executor(), info, resume=args.resume, redo=args.overwrite, quiet=True)
+        # one run that writes its own run directory: trained on its own, never in a stack
+        run_part([spec], store, Executor(), info, resume=keep, redo=not keep, quiet=True, stack=False)
         records = store.read(spec.run_id).records
     final = final_records(records)[-1]
     where = f", written to {args.out}" if args.out else ""

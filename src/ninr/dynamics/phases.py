@@ -53,9 +53,9 @@ PEAK_WINDOW = 5
 """The *peak* is the largest moving mean over 5 consecutive samples (fewer in shorter trajectories), so
 one noisy sample is not a peak but a catapult is. The phase hook samples every SGD step, so that is 5
 steps, while a catapult's rise and fall lasts tens of steps (the top mode grows by ``|1 - k|`` per step
-and falls as the curvature relaxes). A window of 10% of the run, used before, smoothed the catapults of
-400-step runs away: the output node of a full-NINR MLP at sigma 24 rose to 2.9x in 5 steps and fell back
-to 1.0x, and read as a 2.0x peak."""
+and falls as the curvature relaxes). A window of 10% of the run smooths the catapults of 400-step runs
+away: the output node of a full-NINR MLP at sigma 24 rises to 2.9x in 5 steps and falls back to 1.0x,
+and reads as a 2.0x peak."""
 
 PLATEAU_MAX_RISE = 1.2
 """A node that grew past ``CATAPULT_MIN_GROWTH`` and did not come back has *stopped growing* (a plateau)

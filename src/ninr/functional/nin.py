@@ -36,8 +36,9 @@ def nin_linear(
     out = F.linear(x, weight, bias)
     # The rank-one update goes in place into the product's fresh output (its backward does not need
     # it): one pass, no (B, out) temporary. Against addmm(addr(b, eps, niw), x, W^T): +17% against +20%
-    # per full-NINR MLP step at batch 64 once (benchmarks/nin_op.py), +12.5% against +11.2% in a later
-    # 40-round run (docs/speed.md): within noise of each other, and this one allocates less.
+    # per full-NINR MLP step at batch 64 in one run (benchmarks/nin_op.py, commit b7d8e7d), +12.5% against
+    # +11.2% in a 40-round run (commit 332a87f; docs/speed.md): within noise of each other, and this one
+    # allocates less.
     flat = out if out.dim() == 2 else out.view(-1, out.shape[-1])
     e = eps if eps.dim() == 1 else eps.reshape(-1)
     if e.dtype != out.dtype or niw.dtype != out.dtype:  # autocast: the product is in low precision

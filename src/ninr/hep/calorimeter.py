@@ -52,7 +52,7 @@ _RANDOM_FIELDS = (
 def ideal_detector(detector: DetectorConfig | None = None, **changes: Any) -> DetectorConfig:
     """``detector`` (default: the defaults) with no resolution, fluctuation, noise, non-uniformity or pileup.
 
-    With it, :func:`simulate` is deterministic: the image no longer depends on the generator.
+    With it, :func:`simulate` is deterministic: the image does not depend on the generator.
     """
     zero = dict.fromkeys(_RANDOM_FIELDS, 0.0)
     return dataclasses.replace(detector or DetectorConfig(), **{**zero, **changes})

@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 import torch
 
-import ninr
 from ninr.data.base import DATASETS, Dataset
 from ninr.errors import DataError, check_choice, check_probability
 from ninr.hep import deps
@@ -35,6 +34,7 @@ from ninr.hep.config import DetectorConfig, DetectorShift, apply_shift, config_h
 from ninr.hep.events import Candidates, from_arrays
 from ninr.hep.generate import generate
 from ninr.rng import make_generator
+from ninr.version import __version__
 
 FORMAT_VERSION = 1
 EVENTS_KIND = "ninr-hep-events"
@@ -56,7 +56,7 @@ def write_h5(path: str | Path, kind: str, arrays: Mapping[str, np.ndarray], conf
         f.attrs["config"] = json.dumps(to_dict(config), sort_keys=True)
         f.attrs["config_hash"] = config_hash(config)
         f.attrs["meta"] = json.dumps(meta or {}, sort_keys=True, default=str)
-        f.attrs["ninr_version"] = ninr.__version__
+        f.attrs["ninr_version"] = __version__
     os.replace(tmp, path)
     return path
 

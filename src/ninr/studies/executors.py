@@ -228,11 +228,23 @@ class DaskExecutor(Executor):
             )
             for t in tasks
         ]
+        error: BaseException | None = None
         try:
             for fut in as_completed(futures):
+                if fut.cancelled():
+                    continue
+                if fut.status == "error":
+                    if error is None:
+                        error = fut.exception()
+                        # Queued tasks never start; tasks the workers hold finish and are yielded.
+                        held = {key for keys in self.client.processing().values() for key in keys}
+                        self.client.cancel([f for f in futures if not f.done() and f.key not in held])
+                    continue
                 yield from fut.result()
         finally:
             self.client.cancel([f for f in futures if not f.done()])
+        if error is not None:
+            raise error
 
     def close(self) -> None:
         self.client.close()

@@ -22,7 +22,7 @@ from ninr.studies.part import PARTS
 from ninr.studies.parts.phases import LinearRun, MLPRun
 from ninr.studies.parts.table import TrainRun
 from ninr.studies.preset import parse_preset
-from ninr.studies.spec import RunSpec
+from ninr.studies.spec import RunSpec, spec_id
 from ninr.studies.store import ResultStore, RunResult, find_stores
 from ninr.train.config import MethodSpec, TrainConfig, run_id
 from ninr.train.setup import resolve
@@ -47,7 +47,13 @@ def _legacy_phase_point(o: LinearRun | MLPRun) -> tuple[TrainConfig, dict[str, A
     """The stand-in training config and the settings a phase run's earlier id hashed."""
     methods = (MethodSpec("in-ninr", {"sigma": o.sigma}),)
     if isinstance(o, LinearRun):
-        settings = {"lr": o.lr, "steps": o.steps, "batch_size": o.batch_size, "n_train": o.n_train, "dim": o.dim}
+        settings: dict[str, Any] = {
+            "lr": o.lr,
+            "steps": o.steps,
+            "batch_size": o.batch_size,
+            "n_train": o.n_train,
+            "dim": o.dim,
+        }
         batch = o.batch_size or o.n_train
         train = TrainConfig(
             dataset="synthetic", model="linear", lr=o.lr, batch_size=batch, epochs=1, max_steps=o.steps,
@@ -95,18 +101,26 @@ def migrate_store(store: ResultStore, *, dry_run: bool = False) -> Migration:
     info = store.read_study()
     part = str(info.get("part", "?"))
     if not info.get("config_text"):
-        return Migration(store.root, part, 0, 0, len(store.run_ids()), "no preset text in study.json: not migrated")
+        # a study made on the command line (ninr train, eval, phases): no preset to re-expand; its runs are
+        # current where their stored identity hashes to their id
+        results = store.results()
+        current = sum(_hashes_to_its_id(r, part) for r in results)
+        unknown = len(results) - current
+        note = "no preset text in study.json: not migrated" if unknown else ""
+        return Migration(store.root, part, 0, current, unknown, note)
     specs = current_specs(info)
     by_legacy = {legacy_id(s): s for s in specs}
     by_legacy.pop(None, None)
     current_ids = {s.run_id for s in specs}
+    stored = store.run_ids()
     renamed = current = unknown = 0
-    for old in sorted(store.run_ids()):
+    for old in sorted(stored):
         if old in current_ids:
             current += 1
             continue
         spec = by_legacy.get(old)
-        if spec is None:
+        if spec is None or spec.run_id in stored:
+            # not a run of the preset, or one already recomputed under its current id (never overwritten)
             unknown += 1
             continue
         renamed += 1
@@ -119,6 +133,17 @@ def migrate_store(store: ResultStore, *, dry_run: bool = False) -> Migration:
         store.write_study({**info, "run_ids": [s.run_id for s in specs]})
     note = "the detector study is one run per method and seed now: --resume recomputes it" if part == "hep" else ""
     return Migration(store.root, part, renamed, current, unknown, note)
+
+
+def _hashes_to_its_id(result: RunResult, part: str) -> bool:
+    """Whether a run file's stored identity gives its run id under the current scheme."""
+    identity = result.spec.get("identity")
+    if not isinstance(identity, Mapping):
+        return False
+    options, data = identity.get("options"), identity.get("data")
+    if not isinstance(options, Mapping) or not isinstance(data, Mapping):
+        return False
+    return spec_id(str(result.spec.get("part", part)), options, data) == result.run_id
 
 
 def migrate(root: str | Path, *, dry_run: bool = False) -> list[Migration]:

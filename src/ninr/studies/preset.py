@@ -44,10 +44,10 @@ class Preset:
         )
 
     def select(self, only: Sequence[str] | None) -> Preset:
-        """A copy keeping only the parts in ``only`` (all parts when ``None``)."""
+        """A copy keeping only the parts in ``only`` (all parts when ``None``), each once."""
         if not only:
             return self
-        keep = tuple((p, self.section(p)) for p in only)
+        keep = tuple((p, self.section(p)) for p in dict.fromkeys(only))  # `--only table --only table`: once
         return Preset(self.name, keep, self.description, self.source, self.text)
 
 

@@ -14,7 +14,8 @@ a resumed session plans the same stacks as the first one):
    settings), and when :func:`ninr.train.group_stackable` puts their training configs
    (:meth:`~ninr.studies.part.Part.stack_config`) in one stack. A spec that cannot stack (a method without a
    stacked form such as dropout, a CNN on the CPU, ...) is a task of its own, and the log (logger
-   ``ninr.train.stacking``) says why.
+   ``ninr.train.stacking``) says why. So is a spec without a training config to stack by (``stack_config``
+   gives ``None``: the runs of a part that computes them one by one, a run that writes its run directory).
 3. Each group of n specs is split into ``min(workers, n)`` near-equal stacks (more if a stack would
    exceed ``max_stack``): every worker gets its share of every kind of run, so the work balances
    whatever the runs' relative cost (a CNN run costs 20 FC runs), and no task holds more than
@@ -113,7 +114,14 @@ def plan_tasks(
         families.setdefault(key, []).append(spec)
     planned: list[tuple[int, Task]] = []
     position = {s.run_id: i for i, s in enumerate(specs)}
-    for family in families.values():
+    for runs in families.values():
+        # A run without a training config to stack by never shares a stack (Part.stack_config): every run of the
+        # phases, hep and eval parts, and a training run that writes its run directory.
+        alone = {s.run_id for s in runs if PARTS.get(s.part).stack_config(s) is None}
+        planned += [(position[s.run_id], Task((s,))) for s in runs if s.run_id in alone]
+        family = [s for s in runs if s.run_id not in alone]
+        if not family:
+            continue
         for group in group_stackable([_stack_config(s) for s in family], max_stack=len(family)):
             members = [family[i] for i in group]
             if len(members) == 1:
