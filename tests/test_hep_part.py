@@ -110,7 +110,7 @@ def test_report_rejection_table_is_the_mean_over_seeds_of_the_records(hep_store)
 @pytest.mark.parametrize(
     ("options", "match"),
     [
-        ({}, r"\[hep\]\.options: `study` is required"),
+        ({}, r"\[hep\.options\]: `study` is required"),
         ({"study": "configs/hep-quick.toml", "sudy": 1}, r"unknown key 'sudy'; did you mean 'study'"),
         ({"study": "configs/nope.toml"}, r"no file 'configs/nope.toml'"),
     ],

@@ -185,7 +185,7 @@ def test_mlp_runs_on_a_data_subset_with_both_noise_modes():
         ({"seeds": [0], "options": {"linear": {"noise": ["frozen"]}}}, "noise"),
         ({"seeds": [0], "options": {"linear": {"sigmas": [1.0, 1.0]}}}, "free of repeated sigmas"),
         ({"seeds": [0], "options": {"mlp": {"train_examples": 0}}}, "train_examples"),
-        ({"seeds": [0], "options": {"mlp": {"sigmas": [1.0], "epochs": 0}}}, r"\[phases\]\.options\.mlp: `epochs`"),
+        ({"seeds": [0], "options": {"mlp": {"sigmas": [1.0], "epochs": 0}}}, r"\[phases\.options\.mlp\]: `epochs`"),
         ({"seeds": [0]}, "no model to sweep"),
     ],
 )

@@ -105,9 +105,9 @@ def test_unknown_key_gets_a_did_you_mean_naming_the_table() -> None:
     )
     with pytest.raises(ConfigError, match=r"^\[t\]: unknown key 'zzz' \(allowed: "):  # nothing close: no suggestion
         parse(Options, {"name": "x", "zzz": 1}, "[t]")
-    with pytest.raises(ConfigError, match=r"^\[t\]\.inner: unknown key 'step'; did you mean 'steps'"):
+    with pytest.raises(ConfigError, match=r"^\[t\.inner\]: unknown key 'step'; did you mean 'steps'"):
         parse(Options, {"name": "x", "inner": {"step": 3}}, "[t]")
-    with pytest.raises(ConfigError, match=r"^\[t\]\.maybe: unknown key 'rat'; did you mean 'rate'"):
+    with pytest.raises(ConfigError, match=r"^\[t\.maybe\]: unknown key 'rat'; did you mean 'rate'"):
         parse(Options, {"name": "x", "maybe": {"rat": 3}}, "[t]")
 
 
@@ -131,12 +131,12 @@ def test_unknown_key_gets_a_did_you_mean_naming_the_table() -> None:
         ("pair", [1], "`[t].pair` must be a list of 2 items (an integer, a string), got [1]"),
         ("pair", [1, 2], "`[t].pair[1]` must be a string, got 2"),
         ("extra", [1], "`[t].extra` must be a table, got [1]"),
-        ("inner", 3, "`[t].inner` must be a table, got 3"),
-        ("inner", {"steps": "4"}, "`[t].inner.steps` must be an integer, got '4'"),
+        ("inner", 3, "`[t.inner]` must be a table, got 3"),
+        ("inner", {"steps": "4"}, "`[t.inner].steps` must be an integer, got '4'"),
         ("maybe", [], "`[t].maybe` must be a table or absent, got []"),
-        ("maybe", {"steps": 0}, "[t].maybe: `steps` must be an integer >= 1, got 0"),
+        ("maybe", {"steps": 0}, "[t.maybe]: `steps` must be an integer >= 1, got 0"),
         ("limit", "2", "`[t].limit` must be an integer or absent, got '2'"),
-        ("maybe", {"rate": "x"}, "`[t].maybe.rate` must be a number, got 'x'"),
+        ("maybe", {"rate": "x"}, "`[t.maybe].rate` must be a number, got 'x'"),
         ("even", 3, "`[t].even` must be an even integer, got 3"),
         ("even", True, "`[t].even` must be an even integer, got True"),
     ],
@@ -178,7 +178,7 @@ def test_value_rules_in_post_init_are_prefixed_with_the_table() -> None:
     assert str(exc.value) == "[phases.options.linear]: `steps` must be an integer >= 1, got 0"
     with pytest.raises(ConfigError) as exc:
         parse(Options, {"name": "x", "inner": {"steps": -2}}, "[t]")
-    assert str(exc.value) == "[t].inner: `steps` must be an integer >= 1, got -2"
+    assert str(exc.value) == "[t.inner]: `steps` must be an integer >= 1, got -2"
 
 
 def test_init_false_fields_are_not_keys() -> None:

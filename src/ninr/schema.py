@@ -72,7 +72,8 @@ def convert(tp: Any, value: Any, where: str) -> Any:
                 return convert(option, value, where)
             except ConfigError as exc:
                 errors.append(exc)
-        if len(errors) == 1 and not str(errors[0]).startswith(f"`{where}` must be"):
+        own = (f"`{where}` must be", f"`{table_name(where)}` must be")
+        if len(errors) == 1 and not str(errors[0]).startswith(own):
             # ``X | None`` given a value of X's kind that fails inside (a nested key, an item of a list, a rule of
             # a nested table): that error is the precise one; a value of another kind gets "X or absent" below
             raise errors[0]
@@ -97,8 +98,16 @@ def convert(tp: Any, value: Any, where: str) -> Any:
             raise fail(where, "a table", value)
         return dict(value)
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        return parse(tp, value, where)
+        return parse(tp, value, table_name(where))
     return _scalar(tp, value, where)
+
+
+def table_name(where: str) -> str:
+    """A nested table's name in TOML's spelling: ``[phases].options`` -> ``[phases.options]``."""
+    if where.startswith("[") and not where.startswith("[[") and "]." in where and "[" not in where[1:]:
+        head, _, tail = where[1:].partition("].")
+        return f"[{head}.{tail}]"
+    return where
 
 
 def _scalar(tp: Any, value: Any, where: str) -> Any:

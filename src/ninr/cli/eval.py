@@ -14,10 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ninr.cli.args import Handler, arg_type, nonneg_float, nonneg_int, pos_int
-from ninr.data.base import DATASETS
 from ninr.fileio import atomic_write_bytes
 from ninr.robustness.plots import plot_all
-from ninr.robustness.suites import get_suite
 from ninr.robustness.table import format_table
 from ninr.studies.executors import Executor
 from ninr.studies.parts.evaluate import Evaluation, eval_spec
@@ -82,16 +80,6 @@ def write_records(path: Path, records: list[dict[str, Any]]) -> None:
     atomic_write_bytes(path, text.encode())
 
 
-def check_evaluation(evaluation: Evaluation) -> None:
-    """The suite, its grids and the shifted data sets' names, checked before the store is touched (a bad name
-    would otherwise fail inside the run, after ``RUN_DIR/eval`` had recorded a study of it)."""
-    get_suite(
-        evaluation.suite, severities=evaluation.severities, intensities=evaluation.stds, epsilons=evaluation.epsilons
-    )
-    for name in evaluation.shift_datasets:
-        DATASETS.get(name)
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     """``ninr eval RUN_DIR``: evaluate, store in ``RUN_DIR/eval``, merge into the records file, print the table."""
     run_dir = Path(args.run_dir)
@@ -109,7 +97,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
         attack_batch_size=args.attack_batch_size,
         device=args.device,
     )
-    check_evaluation(evaluation)
     spec = eval_spec(run_dir, evaluation, args.seed)
     store = ResultStore(run_dir / "eval")
     info = single_info("eval", [spec], {"hooks": []}, f"ninr eval {run_dir}")

@@ -23,15 +23,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ninr.data.base import load_dataset
-from ninr.errors import ConfigError, check_nonneg_int, check_positive_int
+from ninr.data.base import DATASETS, load_dataset
+from ninr.errors import ConfigError, check_choice, check_nonneg_int, check_positive_int
 from ninr.robustness.evaluate import evaluate
+from ninr.robustness.suites import get_suite
 from ninr.studies.part import Part, Records, register_part
 from ninr.studies.records import base_fields
 from ninr.studies.section import SEEDS
 from ninr.studies.spec import RunSpec
 from ninr.train import rundir
 from ninr.train.run import load_run
+
+NOISE_CHOICES = ("auto", "off", "on", "both")
+"""The model's noise at test time (:func:`ninr.robustness.evaluate`)."""
 
 NOT_IDENTITY = ("run_dir", "batch_size", "attack_batch_size", "device")
 """Settings that do not change the records (where the run is read from, batch sizes, the device)."""
@@ -55,6 +59,11 @@ class Evaluation:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
+        # The suite, its grids and the shifted data sets' names fail here, before a store records anything.
+        get_suite(self.suite, severities=self.severities, intensities=self.stds, epsilons=self.epsilons)
+        for name in self.shift_datasets:
+            DATASETS.get(name)
+        check_choice("noise", self.noise, NOISE_CHOICES)
         check_positive_int("draws", self.draws)
         check_positive_int("batch_size", self.batch_size)
         check_positive_int("attack_batch_size", self.attack_batch_size)
