@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import bench_common
+import certify
 import conv_layout
 import data_load
 import epoch_time
@@ -40,6 +41,7 @@ SUITES = {
     "gflops": gflops.main,
     "precision": precision.main,
     "data_load": data_load.main,
+    "certify": certify.main,
 }
 OTHERS = ("nin_epoch_time.py", "methods_epoch.py", "robustness_suite.py")
 """Standalone scripts with their own command lines, run as subprocesses when present."""

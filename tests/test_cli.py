@@ -1,4 +1,4 @@
-"""The ``ninr`` command line, run in-process on tiny synthetic data.
+"""The ``ninr`` command line, run in-process on tiny synthetic data (bad arguments: tests/test_bad_inputs.py).
 
 ``ninr train --out D`` is a one-run study of the ``train`` part (D is both the run directory and its store),
 ``ninr eval D`` a one-run study of the ``eval`` part in D/eval, ``ninr phases`` a one-part study in OUT/phases.
@@ -123,33 +123,6 @@ def test_train_without_out_writes_nothing(tmp_path: Path, capsys: pytest.Capture
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize(
-    ("argv", "expected"),
-    [
-        (["--sigma", "-1"], "argument --sigma: must be a finite number >= 0, got -1"),
-        (["--batch-size", "0"], "argument --batch-size: must be an integer >= 1, got 0"),
-        (["--lr", "abc"], "argument --lr: must be a finite number > 0, got 'abc'"),
-        (["--nin", "middle"], "argument --nin: invalid choice: 'middle'"),
-        (["--model", "mpl"], "unknown model 'mpl'; did you mean 'mlp'?"),
-        (["--method", "dropot"], "unknown method 'dropot'"),
-        (["--param", "sigmaa=1"], "`--param sigmaa` must be a hyperparameter of a chosen method"),
-        (["--dataset", "fashion"], "unknown dataset 'fashion'; did you mean 'fashion-mnist'?"),
-        (["--resume"], "`--resume` needs `--out`"),
-        (["--overwrite"], "`--overwrite` needs `--out`"),
-        (["--out", "x", "--resume", "--overwrite"], "argument --overwrite: not allowed with argument --resume"),
-    ],
-)
-def test_bad_arguments_exit_2_naming_argument_rule_and_value(
-    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    base = ["train", "--dataset", "synthetic", "--max-steps", "1", "--epochs", "1"]
-    code, _, stderr = run_cli(capsys, *base, *argv)
-    assert code == 2
-    assert expected in stderr
-    assert list(tmp_path.iterdir()) == []
-
-
 def test_train_into_a_run_directory_again_is_refused_resumed_or_overwritten(
     run_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -172,16 +145,18 @@ def test_train_into_a_run_directory_again_is_refused_resumed_or_overwritten(
     for name in [*RUN_FILES, f"runs/{run_id}.json"]:
         assert after[name] == before[name], name
     assert sessions(run_dir) == [(1, "completed"), (0, "completed")]
-    # --overwrite trains again into the same directory
+    # --overwrite replaces the run directory whole: a new run with a new one-run store
     code, _, stderr = run_cli(capsys, *TRAIN, "--out", str(run_dir), "--overwrite")
     assert code == 0, stderr
-    assert sessions(run_dir) == [(1, "completed"), (0, "completed"), (1, "completed")]
+    assert sessions(run_dir) == [(1, "completed")]
     assert ResultStore(run_dir).run_ids() == {run_id}
     # and --overwrite with another config replaces the run directory's run
     code, _, stderr = run_cli(capsys, *TRAIN, "--seed", "3", "--out", str(run_dir), "--overwrite")
     assert code == 0, stderr
     assert json.loads((run_dir / "config.json").read_text())["config"]["seed"] == 3
     assert ResultStore(run_dir).read_study()["run_ids"] != [run_id]
+    assert run_id not in ResultStore(run_dir).run_ids()  # the old run's store went with it
+    assert [p.name for p in run_dir.parent.iterdir() if p.name.startswith(".")] == []  # no staging left
 
 
 def test_train_refuses_to_write_into_another_part_s_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -216,12 +191,15 @@ def test_eval_stores_one_run_per_setting_and_merges_records(run_dir: Path, capsy
     eval_store = ResultStore(run_dir / "eval")
     (eval_id,) = eval_store.run_ids()
     records = [json.loads(line) for line in (run_dir / "robustness.jsonl").read_text().splitlines()]
-    assert [(r["condition"], r["trained_run_id"], r["run_id"]) for r in records] == [("clean", trained_id, eval_id)]
+    # clean accuracy, then its calibration records (ece, nll, brier)
+    assert [(r["condition"], r["metric"], r["trained_run_id"], r["run_id"]) for r in records] == [
+        ("clean", m, trained_id, eval_id) for m in ("accuracy", "ece", "nll", "brier")
+    ]
     assert 0 <= records[0]["value"] <= 1
     # the same settings again: the one evaluation is recomputed, not added
     assert run_cli(capsys, *args)[0] == 0
     assert eval_store.run_ids() == {eval_id}
-    assert len((run_dir / "robustness.jsonl").read_text().splitlines()) == 1
+    assert len((run_dir / "robustness.jsonl").read_text().splitlines()) == 4
     assert sessions(run_dir / "eval") == [(1, "completed"), (1, "completed")]
     # --resume keeps it
     assert run_cli(capsys, *args, "--resume")[0] == 0
@@ -229,31 +207,6 @@ def test_eval_stores_one_run_per_setting_and_merges_records(run_dir: Path, capsy
     # the report of the run directory now has the evaluation's section too
     code, stdout, _ = run_cli(capsys, "report", str(run_dir))
     assert code == 0 and "(train)" in stdout and "(eval" in stdout
-
-
-def test_eval_of_something_that_is_not_a_run_directory_exits_2(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, _, stderr = run_cli(capsys, "eval", str(tmp_path / "missing"), "--suite", "clean")
-    assert code == 2 and "`run_dir` must be a run directory" in stderr
-    code, _, stderr = run_cli(capsys, "eval", str(tmp_path), "--severities", "7")
-    assert code == 2 and "argument --severities: must be an integer in 1..5, got 7" in stderr
-
-
-@pytest.mark.parametrize(
-    ("argv", "expected"),
-    [
-        (["--suite", "cleen"], "unknown suite 'cleen'; did you mean 'clean'?"),
-        (["--suite", "shift", "--shift-dataset", "fashon"], "unknown dataset 'fashon'; did you mean 'fashion-mnist'?"),
-    ],
-)
-def test_eval_with_a_bad_name_exits_2_before_writing_anything(
-    argv: list[str], expected: str, run_dir: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    before = snapshot(run_dir)
-    code, _, stderr = run_cli(capsys, "eval", str(run_dir), *argv)
-    assert code == 2 and expected in stderr
-    assert snapshot(run_dir) == before and not (run_dir / "eval").exists()
 
 
 # ----------------------------------------------------------------------------- ninr phases
@@ -280,23 +233,6 @@ def test_phases_stores_runs_refuses_a_second_call_and_resumes(
     assert sessions(out / "phases") == [(4, "completed"), (0, "completed")]
 
 
-@pytest.mark.parametrize(
-    ("argv", "expected"),
-    [
-        (["--model", "mlp", "--steps", "20"], "`--steps` applies to --model linear only, got --model mlp"),
-        (["--model", "linear", "--epochs", "2"], "`--epochs` applies to --model mlp only, got --model linear"),
-        (["--sigmas", "0"], "argument --sigmas: must be a finite number > 0, got 0"),
-        (["--sigmas", "1", "1"], "free of repeated sigmas"),
-    ],
-)
-def test_phases_bad_arguments_exit_2(
-    argv: list[str], expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    code, _, stderr = run_cli(capsys, "phases", *argv, "--out", str(tmp_path / "O"), "--quiet")
-    assert code == 2 and expected in stderr
-    assert not (tmp_path / "O").exists()
-
-
 # ----------------------------------------------------------------------------- ninr list
 
 
@@ -319,8 +255,6 @@ def test_list_shows_every_registry(capsys: pytest.CaptureFixture[str]) -> None:
         "sections:",
     ):
         assert word in stdout
-    code, _, stderr = run_cli(capsys, "list", "modle")
-    assert code == 2 and "did you mean 'model'" in stderr
 
 
 def test_list_parts_shows_the_five_parts(capsys: pytest.CaptureFixture[str]) -> None:
@@ -438,5 +372,3 @@ def test_store_migrate_renames_runs_of_the_earlier_scheme(tmp_path: Path, capsys
     assert "0 renamed, 4 already current" in run_cli(capsys, "store", "migrate", str(out))[1]
     assert run_cli(capsys, "sweep", str(preset), "--out", str(out), "--quiet", "--resume")[0] == 0
     assert sessions(out / "phases") == [(4, "completed"), (0, "completed")]
-    code, _, stderr = run_cli(capsys, "store", "migrate", str(tmp_path / "nowhere"))
-    assert code == 2 and "`store` must be a results directory" in stderr

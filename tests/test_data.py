@@ -281,7 +281,8 @@ def test_source_order(tmp_path: Path, cache: Path) -> None:
     assert locate_fashion_mnist(checksums=sums) == tmp_path / "debian"
     (tmp_path / "debian" / fm.TRAIN_LABELS).unlink()  # incomplete: does not count
     assert locate_fashion_mnist(checksums=sums) == cache
-    assert locate_fashion_mnist(tmp_path / "nowhere", checksums=sums) == cache
+    with pytest.raises(DataError, match="nowhere cannot be used: no such directory"):  # a named directory, alone
+        locate_fashion_mnist(tmp_path / "nowhere", checksums=sums)
 
 
 def test_cache_location_follows_xdg_and_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -325,9 +326,9 @@ def test_bad_download_leaves_no_file(cache: Path, corruption: str) -> None:
 
 def test_all_sources_fail_lists_tries_and_fixes(tmp_path: Path, cache: Path) -> None:
     with pytest.raises(DataError) as info:
-        locate_fashion_mnist(tmp_path / "mine", download=False)
+        locate_fashion_mnist(download=False)
     message = str(info.value)
-    for tried in (tmp_path / "mine", tmp_path / "debian", cache):
+    for tried in (tmp_path / "debian", cache):
         assert f"{tried}: no such directory" in message
     assert "download=False" in message
     assert "NINR_DATA_DIR" in message and "data_dir" in message

@@ -35,10 +35,14 @@ Fixture = Callable[[str], Any]
 TINY: dict[str, Callable[[Fixture], dict[str, Any]]] = {
     "table": lambda fixture: TABLE,
     "train": lambda fixture: TABLE,
-    # k = eta sigma^2: 0.0025 (decoupled), 0.09 (decay), 2.56 (divergent) at eta = 0.01
+    # k = eta sigma^2: 0.0025 (decoupled), 0.09 (decay), 2.56 (divergent) at eta = 0.01; linear2: k0 = 0.09 (decay),
+    # 2.89 (catapult), without the boundary measurement (tests/test_phases_part.py runs it)
     "phases": lambda fixture: {
         "seeds": [0],
-        "options": {"linear": {"sigmas": [0.5, 3.0, 16.0], "noise": ["redrawn", "fixed"], "steps": 40}},
+        "options": {
+            "linear": {"sigmas": [0.5, 3.0, 16.0], "noise": ["redrawn", "fixed"], "steps": 40},
+            "linear2": {"sigmas": [3.0, 17.0], "noise": ["redrawn"], "steps": 40, "boundary_seeds": 0},
+        },
     },
     "hep": lambda fixture: {"seeds": [0, 1], "options": {"study": str(fixture("hep_study"))}},
     "eval": lambda fixture: {

@@ -1,5 +1,6 @@
-"""The ``phases`` study part: the tiny preset's linear grid end to end, the MLP path on synthetic data, run ids of
-a grown grid, config errors, and the contents of its report section.
+"""The ``phases`` study part: the tiny preset's linear grid end to end, the MLP path on synthetic data, the two-layer
+toy's sweep (its phases, measured boundaries and report panel), run ids of a grown grid, config errors, and the contents
+of its report section.
 
 The linear runs are checked against the closed form (ninr.dynamics.theory): each run's label is the predicted phase and
 a decaying run's fitted NIW decay time is within 3% of ``1/gamma(k, B)``. What every part keeps (executors, resume,
@@ -20,7 +21,7 @@ import torch
 from ninr.errors import ConfigError
 from ninr.report import build_report, write_report
 from ninr.studies import PARTS, InProcessExecutor, ResultStore, RunSpec, load_preset, parse_preset, run_study
-from ninr.studies.parts.phases import TRAJECTORY_POINTS, LinearRun, MLPRun
+from ninr.studies.parts.phases import TRAJECTORY_POINTS, Linear2Run, LinearRun, MLPRun
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "tiny.toml"
@@ -199,3 +200,91 @@ def test_a_subset_larger_than_the_training_set_is_refused():
     (spec,) = _specs({"name": "t", "phases": {"seeds": [0], "options": {"mlp": options}}})
     with pytest.raises(ConfigError, match="`train_examples` must be at most the 64 training images"):
         _run(spec)
+
+
+# ----------------------------------------------------------------------------- the two-layer toy (linear2)
+
+# eta = 0.01, |v|^2 + |theta|^2 = 1: k0 = 1e-4 (decoupled), 0.09 (decay), 2.89 (catapult), 6.25 (divergent)
+LINEAR2 = {"sigmas": [0.1, 3.0, 17.0, 25.0], "noise": ["redrawn", "fixed"], "steps": 60, "boundary_seeds": 3}
+LINEAR2_TOLERANCE = 0.05  # measured boundaries against the predicted 2 and 4 (the goal; tests/test_two_layer.py)
+
+
+@pytest.fixture(scope="module")
+def linear2_store(tmp_path_factory) -> Path:
+    """A linear2 sweep (one sigma per phase, both noise modes) run in-process into a fresh results directory."""
+    out = tmp_path_factory.mktemp("phases-linear2")
+    preset = parse_preset({"name": "l2", "phases": {"seeds": [0], "options": {"linear2": LINEAR2}}})
+    summary = run_study(preset, "phases", out, InProcessExecutor(), quiet=True)
+    assert (summary.total, summary.new) == (8, 8)
+    return out
+
+
+def test_linear2_expands_with_its_settings_in_the_run_id():
+    specs = _specs({"name": "t", "phases": {"seeds": [0], "options": {"linear2": LINEAR2}}})
+    assert [(s.arch, s.label) for s in specs[:2]] == [("linear2", "redrawn sigma=0.1"), ("linear2", "redrawn sigma=3")]
+    assert all(isinstance(s.options, Linear2Run) for s in specs) and len({s.run_id for s in specs}) == 8
+    assert specs[0].identity == {
+        "options": {
+            "noise": "redrawn", "sigma": 0.1, "seed": 0, "lr": 0.01, "steps": 60, "batch_size": None, "phi0": 0.01,
+            "norm_sq": 1.0, "niw_share": 0.5, "label_noise": 0.0, "teacher": "zero", "boundary_seeds": 3,
+            "n_train": 256, "width": 8, "dim": 4,
+        },
+        "data": {"teacher": "two-layer zero", "n_train": 256, "dim": 4, "width": 8, "label_noise": 0.0, "seed": 0},
+    }  # fmt: skip
+
+
+def test_linear2_runs_are_in_their_predicted_phases(linear2_store):
+    finals = [r for r in _finals(linear2_store) if r["model"] == "linear2"]
+    assert len(finals) == 8
+    for noise in ("redrawn", "fixed"):
+        mine = sorted((r for r in finals if r["noise"] == noise), key=lambda r: r["sigma"])
+        assert [r["rule_phase"] for r in mine] == ["decoupled", "decay", "catapult", "divergent"]
+        assert all(r["rule_phase"] == r["predicted_phase"] == r["map_phase"] for r in mine)
+        catapult = mine[2]
+        assert catapult["peak_growth"] > 10 and catapult["k_min"] < 2 < catapult["k"] and catapult["final_ratio"] < 1
+        assert mine[3]["status"] == "diverged" and mine[3]["peak_growth"] > 1e12
+    for r in finals:
+        assert (r["predicted_decay_catapult"], r["predicted_catapult_divergent"]) == (2.0, 4.0)
+        if r["noise"] == "redrawn":
+            assert abs(r["measured_decay_catapult"] / 2 - 1) < LINEAR2_TOLERANCE
+            assert abs(r["measured_catapult_divergent"] / 4 - 1) < LINEAR2_TOLERANCE
+        else:  # measured in k0 with redrawn noise only: a fixed table's power differs by seed
+            assert math.isnan(r["measured_decay_catapult"]) and math.isnan(r["measured_catapult_divergent"])
+
+
+def test_linear2_records_thin_the_top_mode_projection(linear2_store):
+    store = ResultStore(linear2_store / "phases")
+    specs = {s.run_id: s for s in _specs({"name": "l2", "phases": {"seeds": [0], "options": {"linear2": LINEAR2}}})}
+    for result in store.results():
+        rows = result.records
+        assert 2 <= len(rows) <= TRAJECTORY_POINTS and rows[0]["step"] == 0 and rows[-1]["final"]
+        assert rows[0]["niw_norm"] == pytest.approx(0.01 / math.sqrt(0.5))  # |theta . v / |v|| = phi0 / |v|
+    run_id = store.results()[0].run_id
+    assert _dumps(_run(specs[run_id])) == _dumps(store.results()[0].records)
+
+
+def test_linear2_report_section(linear2_store, tmp_path):
+    pytest.importorskip("matplotlib", reason="reports draw figures (pip install 'ninr[plot]')")
+    (section,) = build_report(linear2_store).sections
+    body = section.body
+    assert [t.name for t in body.tables] == ["phase_ranges", "linear2_runs"]
+    assert [f.name for f in body.figures] == ["phases", "trajectories"]
+    assert all(f.png.startswith(PNG_MAGIC) for f in body.figures)
+    assert any("Two-layer toy: the rule's label equals the predicted phase in 8 of 8 runs" in n for n in body.notes)
+    md = write_report(build_report(linear2_store), tmp_path / "report")["markdown"].read_text()
+    assert "| linear2 | any | predicted | catapult | 14.1 | 20 |" in md
+    assert "| redrawn | 17 | 2.89 | 0.0289 | catapult |" in md
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"phi0": 0.6}, r"\[phases\.options\.linear2\]: `phi0` must be non-zero and at most"),
+        ({"teacher": "teach"}, "teacher"),
+        ({"boundary_seeds": -1}, "boundary_seeds"),
+        ({"norm_sq": 0.0}, "norm_sq"),
+    ],
+)
+def test_bad_linear2_sections_fail_with_the_key_and_rule(options, match):
+    with pytest.raises(ConfigError, match=match):
+        _specs({"name": "t", "phases": {"seeds": [0], "options": {"linear2": options}}})

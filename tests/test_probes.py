@@ -13,7 +13,8 @@ from ninr.cli import main
 from ninr.data import synthetic
 from ninr.dynamics.fixed_noise import FixedExampleNoise
 from ninr.dynamics.niw import CurvatureProbe, LossProbe, NIWProbe, merge_rows
-from ninr.dynamics.phases import classify_phase
+from ninr.dynamics.phases import classify
+from ninr.dynamics.points import linear_series
 from ninr.dynamics.theory.simulate import LinearSetup, build_student, simulate_linear, teacher_data
 from ninr.errors import ConfigError, NinrError
 from ninr.methods.calibrate import PHASE_TARGET_K, calibrate_sigma, nin_curvature, sigma_for_phase
@@ -133,7 +134,7 @@ def test_calibration_on_the_linear_model_recovers_lambda_one() -> None:
     cal = sigma_for_phase(student, x, y, lr=0.01, phase="decay", loss="half_mse")
     assert cal.sigma == pytest.approx(math.sqrt(PHASE_TARGET_K["decay"] / 0.01))
     traj = simulate_linear(LinearSetup(sigma=cal.sigma, eta=0.01, steps=50))
-    phase = classify_phase(abs(traj.niw), signed=traj.niw)
+    phase = classify(linear_series(traj.niw, 0.01 * cal.sigma**2))
     assert phase.phase == "decay" and phase.oscillating is False  # monotone decay, as asked
     assert not ninr.nin_nodes(student)  # the model given is not modified
 

@@ -4,7 +4,8 @@ The tiny preset's grid (synthetic data, FC and CNN x {None, in-NINR} x 2 seeds, 
 ``hooks = ["robustness"]``: after each run, its model is evaluated on all 64 test images under Gaussian
 noise and three corruptions. Oracles: the hook's clean accuracy on the whole test set is the run's final
 test accuracy; training is unchanged by the hook; the table's means and stds are those of the records. The hook's
-records through every executor and through resume are tested with the table part in tests/test_parts.py.
+records through every executor and through resume are tested with the table part in tests/test_parts.py;
+with its ``certify`` setting (randomized smoothing), through the part harness here (tests/part_harness.py).
 """
 
 from __future__ import annotations
@@ -14,17 +15,23 @@ import itertools
 import math
 import re
 import statistics
+import tomllib
 from pathlib import Path
 
 import pytest
 
+import part_harness as harness
 from ninr.cli import main
+from ninr.data.base import load_dataset
 from ninr.errors import ConfigError
-from ninr.report.robustness import robustness_table, run_metrics
-from ninr.robustness import CORRUPTIONS
+from ninr.report import build_report
+from ninr.report.robustness import certify_table, robustness_table, run_metrics
+from ninr.rng import derive_seed
+from ninr.robustness import CORRUPTIONS, SUITES, CertifySpec, Suite, evaluate
 from ninr.studies import PARTS, ResultStore, RunSpec, load_preset, parse_preset
-from ninr.studies.hooks.robustness import MNIST_C, NOISE_STD_GRID, RobustnessSettings
+from ninr.studies.hooks.robustness import MNIST_C, NOISE_STD_GRID, RobustnessHook, RobustnessSettings
 from ninr.studies.parts.table import TrainRun
+from ninr.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESET = ROOT / "configs" / "tiny-robustness.toml"
@@ -58,8 +65,9 @@ def reference(swept) -> dict[str, list[dict]]:
     return {r.run_id: r.records for r in ResultStore(swept / "table").results()}
 
 
-def _hook_rows(records: list[dict]) -> list[dict]:
-    return [r for r in records if r.get("kind") == "robustness"]
+def _hook_rows(records: list[dict], metric: str | None = "accuracy") -> list[dict]:
+    """The hook's records of ``metric`` (``None``: every metric: accuracy, ece, nll, brier)."""
+    return [r for r in records if r.get("kind") == "robustness" and metric in (None, r.get("metric"))]
 
 
 def _train_rows(records: list[dict]) -> list[dict]:
@@ -111,7 +119,8 @@ def test_hook_records_are_tidy_and_clean_accuracy_is_the_final_test_accuracy(spe
         train_rows, rows = _train_rows(records), _hook_rows(records)
         assert [r["final"] for r in train_rows] == [False, True] and not any(r["final"] for r in rows)
         final = train_rows[-1]
-        assert len(rows) == CONDITIONS and len(train_rows) + len(rows) == len(records)
+        every = _hook_rows(records, metric=None)  # accuracy, then ece, nll and brier of each condition
+        assert len(rows) == CONDITIONS and len(every) == 4 * CONDITIONS and len(train_rows) + len(every) == len(records)
         assert {(r["condition"], r["severity"], r["intensity"]) for r in rows} == {
             ("clean", None, None),
             *(("gaussian-noise", None, s) for s in (0.1, 0.3, 0.5)),
@@ -175,7 +184,7 @@ def test_report_has_the_robustness_section_after_the_table(swept):
     md = (out / "report.md").read_text()
     assert "## Clean accuracy compared with the poster (`table`)" in md
     assert "## Robustness to input corruption (`table-robustness`)" in md and md.count("| runs | 8 of 8 |") == 2
-    figures = ["noise", "severity", "corruptions_FC", "corruptions_CNN"]
+    figures = ["noise", "severity", "corruptions_FC", "corruptions_CNN", "reliability"]
     for name in figures:
         png = out / "figures" / f"table-robustness_robustness_{name}.png"
         assert f"(figures/{png.name})" in md and png.read_bytes().startswith(PNG_MAGIC)
@@ -219,3 +228,185 @@ def test_progress_line_reads_the_final_epoch_row_not_the_last_hook_row(swept):
     assert result.records[-1]["kind"] == "robustness"
     final = next(r for r in result.records if r["final"])
     assert f"{final['run_status']} test_acc {final['test_acc']:.4f}" in describe_result(result)
+
+
+# ---------------------------------------------------------------- certification (the `certify` setting)
+
+# tiny.toml's grid (FC and CNN x {None, in-NINR} x 2 seeds, 5 SGD steps on synthetic data) with the hook certifying
+# the first 12 of the 64 test images at two smoothing sigmas, with few samples so the whole study takes seconds.
+CERTIFY = {"sigmas": [0.25, 0.5], "radii": [0.0, 0.1, 0.3, 0.6], "n0": 8, "n": 64, "alpha": 0.01, "limit": 12}
+CERTIFY_SECTION = {
+    **tomllib.loads((ROOT / "configs" / "tiny.toml").read_text())["table"],
+    "hooks": ["robustness"],
+    "options": {"robustness": {"stds": [0.3], "corruptions": [], "certify": CERTIFY}},
+}
+
+
+def _section(robustness: dict | None) -> dict:
+    options = {} if robustness is None else {"robustness": robustness}
+    return {**CERTIFY_SECTION, "options": options}
+
+
+def _ids(section: dict) -> list[str]:
+    return [s.run_id for s in _expand(parse_preset({"table": section}, name="ids"))]
+
+
+def test_certify_setting_is_the_certify_suite_or_a_table_and_absent_by_default():
+    assert RobustnessSettings.from_options({}).certify is None
+    assert RobustnessSettings.from_options({"robustness": {}}).suite().certify is None
+    on = RobustnessSettings.from_options({"robustness": {"certify": True}})
+    assert on.certify == SUITES.get("certify")().certify == CertifySpec()
+    table = RobustnessSettings.from_options({"robustness": {"certify": CERTIFY}}).suite().certify
+    assert table == CertifySpec(sigmas=(0.25, 0.5), radii=(0.0, 0.1, 0.3, 0.6), n0=8, n=64, alpha=0.01, examples=12)
+    one = RobustnessSettings.from_options({"robustness": {"certify": {"sigma": 0.5}}}).certify
+    assert one == CertifySpec(sigmas=(0.5,))
+
+
+@pytest.mark.parametrize(
+    ("certify", "match"),
+    [
+        (False, "`certify` must be true or a table"),
+        ("yes", "`certify` must be true or a table"),
+        ({"sigam": 0.25}, "unknown key 'sigam' in `certify`; did you mean 'sigma'"),
+        ({"sigma": 0.0}, r"`certify.sigma` must be a finite number > 0, got 0.0"),
+        ({"sigmas": 0.25}, r"`certify.sigmas` must be a list, got 0.25"),
+        ({"sigmas": []}, r"`certify.sigmas` must be a non-empty list, got \[\]"),
+        ({"sigma": 0.25, "sigmas": [0.5]}, "`sigma` or `sigmas`, not both"),
+        ({"radii": [0.5, -0.1]}, r"`certify.radii` must be a finite number >= 0, got -0.1"),
+        ({"radii": [0.5, 0.5]}, r"`certify.radii` must be a list without repeats"),
+        ({"n0": 0}, r"`certify.n0` must be an integer >= 1, got 0"),
+        ({"n": 2.5}, r"`certify.n` must be an integer >= 1, got 2.5"),
+        ({"alpha": 1.0}, r"`certify.alpha` must be a number in \(0, 1\), got 1.0"),
+        ({"alpha": True}, r"`certify.alpha` must be a number in \(0, 1\), got True"),
+        ({"limit": 0}, r"`certify.limit` must be an integer >= 1, got 0"),
+    ],
+)
+def test_bad_certify_settings_fail_when_the_preset_loads(certify, match):
+    with pytest.raises(ConfigError, match=match) as exc:
+        _ids(_section({"certify": certify}))
+    assert "[table.options.robustness]" in str(exc.value)
+
+
+def test_certify_changes_the_run_ids_only_with_the_records():
+    # Every run of the section carries the hook, so certifying changes every run's records, hence every id; a
+    # section that does not ask for it keeps the ids it had (the key is absent, not false), and runs that share
+    # no setting with the change (another part's section) keep theirs.
+    plain, certified = _ids(_section({"stds": [0.3], "corruptions": []})), _ids(CERTIFY_SECTION)
+    assert len(plain) == len(certified) == 8 and not set(plain) & set(certified)
+    other_sigma = _ids(_section({"stds": [0.3], "corruptions": [], "certify": {**CERTIFY, "sigmas": [0.25]}}))
+    assert not set(other_sigma) & set(certified) and not set(other_sigma) & set(plain)
+    train_section = {k: v for k, v in CERTIFY_SECTION.items() if k not in ("hooks", "options")}
+    preset = {"table": CERTIFY_SECTION, "train": train_section}
+    train_ids = [s.run_id for s in PARTS.get("train").expand(parse_preset(preset, name="x").section("train"), "x")]
+    alone = PARTS.get("train").expand(parse_preset({"train": train_section}, name="x").section("train"), "x")
+    assert train_ids == [s.run_id for s in alone]
+
+
+@pytest.fixture(scope="module")
+def certified(tmp_path_factory) -> harness.Study:
+    """The certifying section run in-process (the part harness's reference records)."""
+    return harness.run_reference("table", CERTIFY_SECTION, tmp_path_factory.mktemp("certify"))
+
+
+def test_certify_records_are_tidy_and_bounded(certified):
+    max_radius = {s: s * statistics.NormalDist().inv_cdf(CERTIFY["alpha"] ** (1 / CERTIFY["n"])) for s in (0.25, 0.5)}
+    for spec in certified.specs:
+        records = certified.store.read(spec.run_id).records
+        final = [r for r in records if r.get("final")][-1]
+        rows = [r for r in records if r.get("condition") == "certify"]
+        assert len(rows) == 2 * (len(CERTIFY["radii"]) + 2)  # per sigma: each radius, abstain rate, average radius
+        for r in rows:
+            assert (r["kind"], r["family"], r["noise"], r["n"], r["draws"]) == ("robustness", "certify", "off", 12, 64)
+            assert (r["n0"], r["alpha"], r["run_id"], r["seed"]) == (8, 0.01, spec.run_id, spec.seed)
+            assert (r["epoch"], r["step"], r["final"]) == (final["epoch"], final["step"], False)
+        for sigma in (0.25, 0.5):
+            mine = {(r["metric"], r["epsilon"]): r["value"] for r in rows if r["intensity"] == sigma}
+            curve = [mine[("certified-accuracy", radius)] for radius in CERTIFY["radii"]]
+            acr, abstain = mine[("average-radius", None)], mine[("abstain-rate", None)]
+            # Certified accuracy is a fraction of 12 images, falls with the radius, leaves room for the abstained
+            # images, and bounds the average certified radius from below at every radius (radius >= r on that
+            # fraction); no certificate exceeds sigma Phi^-1(alpha^(1/n)), the radius of k = n.
+            assert all(math.isclose(12 * v, round(12 * v)) for v in [*curve, abstain])
+            assert curve == sorted(curve, reverse=True) and curve[0] + abstain <= 1.0
+            assert all(acr >= radius * v - 1e-12 for radius, v in zip(CERTIFY["radii"], curve, strict=True))
+            assert acr <= max_radius[sigma] * curve[0] + 1e-12
+
+
+def test_hook_certifies_what_evaluate_certifies_with_the_runs_seed(certified):
+    spec = certified.specs[0]
+    hook = RobustnessHook(spec)
+    data = load_dataset(spec.options.train.dataset, **dict(spec.options.train.dataset_kwargs))
+    result = train(spec.options.train, data=data)
+    suite = Suite(certify=hook.settings.certify)
+    expected = evaluate(
+        result.model.eval(), data, suite, noise="off", seed=derive_seed(spec.seed, "robustness"), calibration=False
+    )
+    got = [r for r in hook.records(result, data) if r["condition"] == "certify"]
+    strip = ("kind", "epoch", "step")
+    assert [{k: v for k, v in r.items() if k not in strip} for r in got] == [
+        r for r in expected if r["condition"] == "certify"
+    ]
+
+
+def test_certify_records_through_a_process_pool(certified, pool, tmp_path):
+    harness.check_executor_agrees(certified, pool, tmp_path)
+
+
+def test_certify_records_through_resume(certified, tmp_path):
+    harness.check_resume(certified, tmp_path)
+
+
+def test_report_draws_and_tabulates_certification_from_the_stores(certified, tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib", reason="reports draw figures (pip install 'ninr[plot]')")
+    harness.check_report_from_stores(certified, tmp_path / "copy", monkeypatch)
+    report = build_report(tmp_path / "copy")
+    (section,) = [s for s in report.sections if s.body.part == "table-robustness"]
+    names = [f.name for f in section.body.figures]
+    assert "robustness_certify" in names and "robustness_reliability" in names
+    (table,) = [t for t in section.body.tables if t.name == "robustness_certify"]
+    assert [c[:5] for c in table.cells] == [
+        (arch, label, sigma, "off", "2") for arch in ("FC", "CNN") for label in ("None", "in-NINR (Decay)")
+        for sigma in ("0.25", "0.5")
+    ]  # fmt: skip
+    assert table.headers[5:] == (
+        "r = 0 (%)",
+        "r = 0.1 (%)",
+        "r = 0.3 (%)",
+        "r = 0.6 (%)",
+        "average radius",
+        "abstain (%)",
+    )
+
+
+def _planted_certify(label: str, seed: int, curve: list[float], acr: float, abstain: float) -> list[dict]:
+    base = {"kind": "robustness", "run_id": f"{label}-{seed}", "arch": "FC", "label": label, "seed": seed}
+    base |= {"condition": "certify", "family": "certify", "intensity": 0.25, "noise": "off", "n": 500}
+    base |= {"draws": 10_000, "n0": 100, "alpha": 0.001}
+    radii = [round(0.05 * i, 2) for i in range(len(curve))]
+    rows = [
+        {**base, "metric": "certified-accuracy", "epsilon": r, "value": v} for r, v in zip(radii, curve, strict=True)
+    ]
+    return [*rows, {**base, "metric": "average-radius", "epsilon": None, "value": acr},
+            {**base, "metric": "abstain-rate", "epsilon": None, "value": abstain}]  # fmt: skip
+
+
+def test_certify_table_means_and_stds_are_those_of_the_records():
+    # 21 radii (0 .. 1 by 0.05): more than fit, so the columns are the shown radii 0, 0.25, 0.5, 0.75, 1.
+    a0 = [0.9 - 0.04 * i for i in range(21)]
+    a1 = [0.8 - 0.03 * i for i in range(21)]
+    rows = _planted_certify("A", 0, a0, 0.5, 0.02) + _planted_certify("A", 1, a1, 0.4, 0.04)
+    table = certify_table([*rows, {"kind": "robustness", "condition": "clean", "metric": "accuracy", "value": 1.0}])
+    assert table.headers[5:] == (
+        "r = 0 (%)", "r = 0.25 (%)", "r = 0.5 (%)", "r = 0.75 (%)", "r = 1 (%)", "average radius", "abstain (%)",
+    )  # fmt: skip
+    ((*labels, r0, r25, r50, r75, r1, acr, abstain),) = table.cells
+    assert labels == ["FC", "A", "0.25", "off", "2"]
+    for cell, i in ((r0, 0), (r25, 5), (r50, 10), (r75, 15), (r1, 20)):
+        values = [100 * a0[i], 100 * a1[i]]
+        assert cell == f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+    assert (
+        acr == f"{0.45:.3f} ± {statistics.stdev([0.5, 0.4]):.3f}"
+        and abstain == f"3.0 ± {statistics.stdev([2.0, 4.0]):.1f}"
+    )
+    assert table.data[0]["r = 0.25 (%) mean"] == pytest.approx(statistics.mean([100 * a0[5], 100 * a1[5]]))
+    assert "n0 = 100, n = 10000, alpha = 0.001, 500 test images" in table.note

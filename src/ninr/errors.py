@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import difflib
 import math
+import numbers
 from collections.abc import Iterable
 from typing import Any
+
+import torch
 
 
 class NinrError(Exception):
@@ -43,6 +46,23 @@ def fail(name: str, rule: str, value: Any) -> ConfigError:
 
 def _is_real(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def as_number(value: Any) -> Any:
+    """``value`` as a Python ``int`` or ``float`` when it is a real number of any numeric type: a Python number,
+    a NumPy scalar, a 0-d array or tensor (booleans are not numbers here); anything else is returned unchanged,
+    for a validator to refuse with its own message."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)):
+        item = value.item()  # a 0-d NumPy array or torch tensor
+        if _is_real(item):
+            return item
+    return value
 
 
 def check_finite(name: str, value: Any) -> float:
@@ -93,6 +113,33 @@ def check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
     options = list(choices)
     if not isinstance(value, str) or value not in options:
         raise ConfigError(f"`{name}` must be one of {options}, got {_fmt(value)}{did_you_mean(value, options)}")
+    return value
+
+
+DEVICE_RULE = "a torch device such as 'cpu', 'cuda' or 'cuda:1'"
+
+
+def check_device(name: str, value: Any, *, available: bool = False) -> str:
+    """A torch device string; with ``available``, also one this machine has (checked where a command starts, not
+    in stored configs, which may be written on one machine and run on another)."""
+    try:
+        device = torch.device(value) if isinstance(value, str) and value else None
+    except RuntimeError:
+        device = None
+    if device is None:
+        raise fail(name, DEVICE_RULE, value)
+    if available and device.type != "cpu":
+        backend = getattr(torch, device.type, None) if device.type in ("cuda", "mps", "xpu") else None
+        count = backend.device_count() if backend is not None and backend.is_available() else 0
+        if backend is None:
+            why = "ninr runs on cpu, cuda, mps or xpu"
+        elif count == 0:
+            why = f"this machine has no {device.type} device"
+        elif device.index is not None and device.index >= count:
+            why = f"this machine has {count} {device.type} device(s)"
+        else:
+            return value
+        raise ConfigError(f"`{name}` must be a device this machine has, got {value!r} ({why}; 'cpu' always works)")
     return value
 
 

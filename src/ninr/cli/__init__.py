@@ -1,7 +1,12 @@
 """The ``ninr`` command line: thin front ends over the library, one module per group of subcommands.
 
 Bad arguments exit with code 2 and a message naming the argument, the rule and the value; a missing
-data set exits with code 1 and says how to get it.
+data set, or a file that is not what it should be (a corrupted checkpoint), exits with code 1 and says so.
+No traceback reaches the user for either.
+
+The arguments several subcommands share are checked once, after parsing and before any handler runs
+(:func:`ninr.cli.args.check_parsed`): ``--device`` must be a device this machine has, ``--out`` a path that
+can be written (not under a file, in a writable directory).
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from collections.abc import Sequence
 
 from ninr.cli import eval as eval_cmd
 from ninr.cli import hep, phases, registries, studies, train
-from ninr.cli.args import Handler
+from ninr.cli.args import Handler, check_parsed
 from ninr.errors import ConfigError, DataError, NinrError
 
 SUBCOMMANDS = (train, registries, studies, hep, phases, eval_cmd)
@@ -34,6 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser, handlers = build_parser()
     args = parser.parse_args(argv)
     try:
+        check_parsed(args)
         return handlers[args.command](args)
     except ConfigError as exc:
         parser.exit(2, f"ninr {args.command}: error: {exc}\n")

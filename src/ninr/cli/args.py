@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+from ninr.errors import ConfigError, check_device
 
 
 def arg_type(rule: str, ok: Callable[[Any], bool], cast: Callable[[str], Any] = float) -> Callable[[str], Any]:
@@ -40,6 +45,51 @@ def key_value(text: str) -> tuple[str, Any]:
     except json.JSONDecodeError:
         value = raw
     return key, value
+
+
+def check_out_path(name: str, path: str | Path, *, directory: bool = False) -> Path:
+    """An output path this process can write, checked before anything runs.
+
+    It must not lie under a file, and the directory it is written in (itself if it is an existing directory,
+    else its nearest existing parent) must be writable: checked with ``os.access`` and then by creating and
+    deleting a file there, since ``os.access`` says yes to root on a read-only file system. With
+    ``directory``, the path must not be an existing file.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        if directory:
+            raise ConfigError(f"`{name}` must be a directory, got {str(path)!r}, which is a file")
+        base = path.parent
+    else:
+        base = path
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        raise ConfigError(
+            f"`{name}` must be a path that does not lie under a file, got {str(path)!r}, under the file {str(base)!r}"
+        )
+    why = "" if os.access(base, os.W_OK | os.X_OK) else "no write permission"
+    if not why:
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".ninr-write-probe-", dir=base)
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+        else:
+            os.close(fd)
+            os.unlink(probe)
+    if why:
+        where = "" if base == path else f" in {str(base)!r}"
+        raise ConfigError(f"`{name}` must be a path in a writable directory, got {str(path)!r} ({why}{where})")
+    return path
+
+
+def check_parsed(args: argparse.Namespace) -> None:
+    """Checks of the arguments several subcommands share, done once after parsing and before any handler runs:
+    ``--device`` must be a device this machine has, ``--out`` a path that can be written."""
+    if getattr(args, "device", None) is not None:
+        check_device("--device", args.device, available=True)
+    if getattr(args, "out", None) is not None:
+        check_out_path("--out", args.out)
 
 
 Handler = Callable[[argparse.Namespace], int]

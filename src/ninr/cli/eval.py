@@ -8,13 +8,12 @@ merged, to ``RUN_DIR/robustness.jsonl`` (``--out``), and this one's table to std
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from ninr.cli.args import Handler, arg_type, nonneg_float, nonneg_int, pos_int
-from ninr.fileio import atomic_write_bytes
+from ninr.fileio import atomic_write_bytes, json_text
 from ninr.robustness.plots import plot_all
 from ninr.robustness.table import format_table
 from ninr.studies.executors import Executor
@@ -40,7 +39,12 @@ def register(subparsers: Any) -> dict[str, Handler]:
         description="Evaluate RUN_DIR's model on its data set's test split; write RUN_DIR/robustness.jsonl.",
     )
     p.add_argument("run_dir", help="a run directory written by `ninr train --out`")
-    p.add_argument("--suite", default="all", help="clean, gaussian, noise, fmnist-c, attacks, shift or all (default)")
+    p.add_argument(
+        "--suite",
+        default="all",
+        help="a registered suite (`ninr list suites`): clean, gaussian, noise, fmnist-c, attacks, shift, "
+        "certify, certify-sigmas or all (default)",
+    )
     p.add_argument("--severities", type=severity_int, nargs="+", default=None, help="corruption severities (1..5)")
     p.add_argument("--eps", type=nonneg_float, nargs="+", default=None, help="attack epsilons (L-inf)")
     p.add_argument("--stds", type=nonneg_float, nargs="+", default=None, help="noise stds of the noise curves")
@@ -76,7 +80,7 @@ def write_records(path: Path, records: list[dict[str, Any]]) -> None:
     """Merge ``records`` into the JSONL file at ``path`` and replace it atomically."""
     old = rundir.read_jsonl(path) if path.exists() else []
     merged = merge_records(old, records)
-    text = "".join(json.dumps(r, default=str) + "\n" for r in merged)
+    text = "".join(json_text(r) + "\n" for r in merged)  # strict JSON: a non-finite value is null
     atomic_write_bytes(path, text.encode())
 
 

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ninr.cli.args import Handler
-from ninr.errors import ConfigError, did_you_mean
+from ninr.cli.args import Handler, check_out_path, nonneg_int, pos_int
+from ninr.errors import ConfigError, check_device, did_you_mean
 from ninr.hep.datasets import load_or_generate, read_events, write_events
 from ninr.hep.generate import generate
 from ninr.hep.studyconfig import StudyConfig, load_study_config
@@ -35,13 +35,15 @@ def register(subparsers: Any) -> dict[str, Handler]:
     sub = p.add_subparsers(dest="hep_command", required=True)
     g = sub.add_parser("generate", help="generate photon candidates with Pythia 8 into an HDF5 file")
     _common(g)
-    g.add_argument("--signal-events", type=int, default=None, help="override [generation] n_signal_events")
-    g.add_argument("--background-events", type=int, default=None, help="override [generation] n_background_events")
+    g.add_argument("--signal-events", type=nonneg_int, default=None, help="override [generation] n_signal_events")
+    g.add_argument(
+        "--background-events", type=nonneg_int, default=None, help="override [generation] n_background_events"
+    )
     t = sub.add_parser("train", help="train every method x seed on simulation, test on simulation and data")
     _common(t)
-    t.add_argument("--seeds", type=int, nargs="+", default=None, help="override [study] seeds")
+    t.add_argument("--seeds", type=nonneg_int, nargs="+", default=None, help="override [study] seeds")
     t.add_argument("--methods", nargs="+", default=None, metavar="LABEL", help="only these method labels")
-    t.add_argument("--epochs", type=int, default=None, help="override [study] epochs")
+    t.add_argument("--epochs", type=pos_int, default=None, help="override [study] epochs")
     t.add_argument("--device", default=None, help="override [study] device")
     return {"hep": _dispatch}
 
@@ -50,11 +52,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", required=True, help="study TOML file, e.g. configs/hep-quick.toml")
     p.add_argument("--out", required=True, help="output directory (events.h5 goes here unless --events)")
     p.add_argument("--events", default=None, help="events HDF5 path (default: [study] events or OUT/events.h5)")
-    p.add_argument("--workers", type=int, default=None, help="generation processes (default: [study] workers)")
+    p.add_argument("--workers", type=pos_int, default=None, help="generation processes (default: [study] workers)")
     p.add_argument("--overwrite", action="store_true", help="regenerate events even if the file exists")
     p.add_argument(
         "--threads",
-        type=int,
+        type=pos_int,
         default=None,
         help="torch intra-op threads (default: torch's choice); 1 is much faster on a busy shared machine",
     )
@@ -87,6 +89,7 @@ def _config(args: argparse.Namespace) -> StudyConfig:
                     f"`--methods` must name methods of the config {labels}, got {label!r}{did_you_mean(label, labels)}"
                 )
         config = dataclasses.replace(config, methods=tuple(m for m in config.methods if m.label in args.methods))
+    check_out_path("--out", args.out, directory=True)
     return config
 
 
@@ -128,6 +131,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """``ninr hep train``: the study as a one-part study: store ``OUT/hep`` (finished runs are kept), the
     report in ``OUT/report``, the events in ``OUT/events.h5`` unless ``--events`` or the study file names one."""
     config = _config(args)
+    check_device("device", config.device, available=True)  # the study file's; a given --device is checked already
     out = Path(args.out)
     events = config.events or str(out / "events.h5")
     config = dataclasses.replace(config, events=events)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ninr.cli.args import Handler, pos_int
+from ninr.cli.args import Handler, check_out_path, pos_int
 from ninr.report.builder import build_report, export_records, write_report
 from ninr.studies.executors import make_executor
 from ninr.studies.migrate import migrate
@@ -86,7 +86,7 @@ def expand_all(preset: Preset) -> None:
 def _run_parts(preset: Preset, args: argparse.Namespace) -> tuple[Path, list[StudySummary]]:
     preset = preset.select(args.only)
     expand_all(preset)  # every part's grid resolves before anything trains or a cluster starts
-    out = Path(args.out) if args.out else Path("results") / preset.name
+    out = check_out_path("--out", args.out or Path("results") / preset.name, directory=True)
     summaries = []
     with make_executor(workers=args.workers, dask_local=args.dask_local, scheduler=args.scheduler) as executor:
         for part in ordered(preset.parts()):

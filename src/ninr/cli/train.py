@@ -12,9 +12,10 @@ from ninr.cli.args import Handler, key_value, nonneg_float, nonneg_int, pos_floa
 from ninr.data import load_dataset
 from ninr.errors import ConfigError
 from ninr.methods import get as get_method
-from ninr.perf import check_precision
-from ninr.studies.executors import Executor, run_planned
-from ninr.studies.parts.table import TrainRun
+from ninr.perf import check_precision, num_threads
+from ninr.studies.executors import RUN_THREADS, Executor, run_planned
+from ninr.studies.part import RunOutput
+from ninr.studies.parts.table import TrainRun, hooked_records
 from ninr.studies.records import final_records
 from ninr.studies.session import run_part, single_info
 from ninr.studies.spec import RunSpec
@@ -72,7 +73,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=pos_float, default=0.05, help="SGD learning rate; default: 0.05")
     p.add_argument("--momentum", type=unit_float, default=0.0, help="SGD momentum; default: 0 (plain SGD)")
     p.add_argument("--batch-size", type=pos_int, default=64, help="default: 64")
-    p.add_argument("--epochs", type=nonneg_int, default=5, help="default: 5")
+    p.add_argument("--epochs", type=pos_int, default=5, help="default: 5")
     p.add_argument("--max-steps", type=pos_int, default=None, help="stop after this many SGD steps")
     p.add_argument("--seed", type=nonneg_int, default=0, help="the run's seed; default: 0")
     p.add_argument("--device", default="cpu", help="torch device; default: cpu")
@@ -86,7 +87,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     again = p.add_mutually_exclusive_group()
     again.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     again.add_argument(
-        "--resume", action="store_true", help="keep this run if --out already holds it finished (train nothing)"
+        "--resume",
+        action="store_true",
+        help="--out holds this run: keep it if finished, else continue it from its last finished epoch",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
 
@@ -139,15 +142,21 @@ def train_spec(config: TrainConfig, *, out: str | None, progress: bool) -> RunSp
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """``ninr train``: one run, stored as a one-run study in ``--out`` (the run directory), or only printed."""
+    """``ninr train``: one run, stored as a one-run study in ``--out`` (the run directory), or only printed.
+
+    ``--overwrite`` of a directory holding a run trains the new run, with its one-run store, in a hidden
+    sibling directory and swaps it in whole when it has finished (:func:`ninr.train.rundir.replace_run_dir`):
+    a failure or an interruption before that leaves the old run, with its store and evaluations, untouched;
+    after it, they are gone with the old run.
+    """
     config = config_from_args(args)
     check_precision(config.precision, config.device)  # before anything is written
     if args.out is None and (args.resume or args.overwrite):
         flag = "--resume" if args.resume else "--overwrite"
         raise ConfigError(f"`{flag}` needs `--out` (the run directory it keeps or replaces), got no --out")
-    spec = train_spec(config, out=args.out, progress=not args.quiet)
     started = time.perf_counter()
     if args.out is None:
+        spec = train_spec(config, out=None, progress=not args.quiet)
         records = run_planned(Task((spec,)))[0].records
     else:
         out = Path(args.out)
@@ -158,17 +167,29 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f"`out` must be a run directory or a new directory, got {str(out)!r} which holds the store of "
                 f"the {part!r} part of a study"
             )
-        # --resume keeps the run only where the directory holds this very run, finished; anything else trains
-        # afresh into a directory that must not hold another run (unless --overwrite)
+        spec = train_spec(config, out=args.out, progress=not args.quiet)
+        # --resume keeps the run where the directory holds this very run, finished, and continues it from its last
+        # epoch checkpoint where it holds it unfinished; anything else trains afresh into a directory that must not
+        # hold another run (unless --overwrite)
         keep = args.resume and store.has(spec.run_id) and (out / rundir.CHECKPOINT).is_file()
-        if not keep:
+        if keep:
+            _train_into_store(config, spec, store, keep=True)
+        elif args.resume and _holds(out, run_id(resolve(config)[0])):
+            info = single_info("train", [spec], {"hooks": [], "config": config.to_dict()}, "ninr train")
+            run_part([spec], store, Executor(), info, redo=True, quiet=True, stack=False, run_fn=resume_planned)
+        else:
             try:
-                rundir.prepare_run_dir(out, overwrite=args.overwrite)
+                replacing = rundir.check_run_dir(out, overwrite=args.overwrite)
             except ConfigError as exc:
                 raise ConfigError(f"{exc} (--overwrite replaces it; --resume keeps it if it is this run)") from None
-        info = single_info("train", [spec], {"hooks": [], "config": config.to_dict()}, "ninr train")
-        # one run that writes its own run directory: trained on its own, never in a stack
-        run_part([spec], store, Executor(), info, resume=keep, redo=not keep, quiet=True, stack=False)
+            if replacing:
+                try:
+                    _replace_run(config, out, progress=not args.quiet)
+                except KeyboardInterrupt:
+                    print(f"interrupted; {out} still holds its earlier run (the new one is discarded)", file=sys.stderr)
+                    return 130
+            else:
+                _train_into_store(config, spec, store, keep=False)
         records = store.read(spec.run_id).records
     final = final_records(records)[-1]
     where = f", written to {args.out}" if args.out else ""
@@ -178,6 +199,43 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"after {epochs} epoch(s), {time.perf_counter() - started:.1f}s{where}"
     )
     return 0
+
+
+def _holds(out: Path, train_id: str) -> bool:
+    """Whether the run directory ``out`` holds the run ``train_id`` (finished or not)."""
+    return (out / rundir.CONFIG).is_file() and rundir.read_config(out)["run_id"] == train_id
+
+
+def resume_planned(task: Task) -> list[RunOutput]:
+    """The task function of ``ninr train --resume`` of an unfinished run: :func:`ninr.studies.executors.run_planned`
+    for the ``train`` part's one spec, except that the run continues from its last epoch checkpoint
+    (:func:`ninr.train.train` with ``resume=True``), on the same :data:`~ninr.studies.executors.RUN_THREADS`."""
+    spec = task.specs[0]
+    config: TrainConfig = spec.options.train
+    with num_threads(RUN_THREADS):
+        data = load_dataset(config.dataset, **dict(config.dataset_kwargs))
+        shown = [EpochPrinter()] if spec.options.progress else []
+        result = train(config, data=data, out_dir=spec.artifacts, resume=True, callbacks=shown)
+    return [RunOutput(hooked_records(spec, [], result, data))]
+
+
+def _train_into_store(config: TrainConfig, spec: RunSpec, store: ResultStore, *, keep: bool) -> None:
+    """Run ``spec`` (its run directory is ``store``'s root) as the one-run study of ``ninr train``."""
+    info = single_info("train", [spec], {"hooks": [], "config": config.to_dict()}, "ninr train")
+    # one run that writes its own run directory: trained on its own, never in a stack
+    run_part([spec], store, Executor(), info, resume=keep, redo=not keep, quiet=True, stack=False)
+
+
+def _replace_run(config: TrainConfig, out: Path, *, progress: bool) -> None:
+    """Train ``config`` as a new one-run study beside the run directory ``out``, then swap it in for ``out``."""
+    staging = rundir.staging_dir(out)
+    try:
+        spec = train_spec(config, out=str(staging), progress=progress)
+        _train_into_store(config, spec, ResultStore(staging), keep=False)
+    except BaseException:
+        rundir.discard(staging)
+        raise
+    rundir.replace_run_dir(staging, out)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

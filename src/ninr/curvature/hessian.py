@@ -1,5 +1,8 @@
 """Hessian estimates from Hessian-vector products: top eigenvalue (power iteration, Lanczos), Hutchinson trace.
 
+Further estimators on the same operators (Hutch++, top-k eigenpairs, spectral density, curvature averaged
+over batches) are in :mod:`ninr.curvature.spectrum`.
+
 A :class:`HessianOperator` is the Hessian of a scalar loss with respect to some tensors, applied to
 vectors by double backward; it never forms the matrix. :meth:`HessianOperator.for_model` builds the
 Hessian of a model's loss on one batch with respect to all parameters, a named subset or the NIW block
@@ -21,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from ninr.curvature.krylov import LinearOperator, lanczos_run, rademacher, unit_vector
 from ninr.curvature.replay import NoiseMap, probe_noise, replaying
 from ninr.errors import ConfigError, check_choice, check_positive_int, did_you_mean
 from ninr.nn.attach import nin_nodes
@@ -153,6 +157,10 @@ class HessianOperator:
         parts = [torch.zeros_like(p) if h is None else h for h, p in zip(hv, self.primals, strict=True)]
         return torch.cat([h.detach().reshape(-1) for h in parts])
 
+    def release(self) -> None:
+        """Drop the cached gradient graph (memory); the next product builds it again."""
+        self._grads = None
+
     def dense(self) -> torch.Tensor:
         """The full matrix, column by column (for small problems and tests)."""
         eye = torch.eye(self.dim, dtype=self.dtype, device=self.device)
@@ -169,17 +177,28 @@ class EigenResult:
     vector: torch.Tensor | None = None
 
 
-def _unit(n: int, like: HessianOperator, generator: torch.Generator | None) -> torch.Tensor:
-    v = torch.randn(n, generator=generator, dtype=torch.float64).to(like.dtype).to(like.device)
-    return v / v.norm()
+def _unit(n: int, like: LinearOperator, generator: torch.Generator | None) -> torch.Tensor:
+    return unit_vector(like, generator)
 
 
 def power_iteration(
-    op: HessianOperator, *, iters: int = 100, tol: float = 1e-6, generator: torch.Generator | None = None
+    op: LinearOperator,
+    *,
+    iters: int = 100,
+    tol: float = 1e-6,
+    generator: torch.Generator | None = None,
+    start: torch.Tensor | None = None,
 ) -> EigenResult:
-    """The eigenvalue of largest magnitude (signed), by power iteration with a Rayleigh quotient."""
+    """The eigenvalue of largest magnitude (signed), by power iteration with a Rayleigh quotient.
+
+    ``start``: the first vector (e.g. the previous estimate along a run, which converges in a few steps);
+    default a random unit vector from ``generator``.
+    """
     check_positive_int("iters", iters)
-    v = _unit(op.dim, op, generator)
+    if start is not None and float(start.norm()) > 0:
+        v = (start / start.norm()).to(op.dtype).to(op.device)
+    else:
+        v = _unit(op.dim, op, generator)
     value = 0.0
     for i in range(1, iters + 1):
         hv = op.matvec(v)
@@ -194,33 +213,18 @@ def power_iteration(
     return EigenResult(value, iters, False, v)
 
 
-def lanczos(op: HessianOperator, *, steps: int = 30, generator: torch.Generator | None = None) -> np.ndarray:
+def lanczos(op: LinearOperator, *, steps: int = 30, generator: torch.Generator | None = None) -> np.ndarray:
     """Ritz values (ascending) after ``steps`` Lanczos steps with full re-orthogonalisation.
 
     Extreme Ritz values converge first: ``[-1]`` estimates the top (algebraic) eigenvalue.
     """
-    steps = min(check_positive_int("steps", steps), op.dim)
-    basis = [_unit(op.dim, op, generator)]
-    alphas: list[float] = []
-    betas: list[float] = []
-    for j in range(steps):
-        w = op.matvec(basis[j])
-        alphas.append(float(w @ basis[j]))
-        for q in basis:  # full re-orthogonalisation, twice for stability in float32
-            w = w - (w @ q) * q
-        for q in basis:
-            w = w - (w @ q) * q
-        beta = float(w.norm())
-        if j == steps - 1 or beta <= 1e-10 * max(abs(a) for a in alphas):
-            break
-        betas.append(beta)
-        basis.append(w / beta)
-    t = np.diag(alphas) + np.diag(betas[: len(alphas) - 1], 1) + np.diag(betas[: len(alphas) - 1], -1)
-    return np.linalg.eigvalsh(t)
+    steps = check_positive_int("steps", steps)
+    run = lanczos_run(op, unit_vector(op, generator), steps)
+    return np.linalg.eigvalsh(run.tridiagonal())
 
 
 def top_eigenvalue(
-    op: HessianOperator,
+    op: LinearOperator,
     *,
     method: str = "lanczos",
     iters: int = 30,
@@ -237,25 +241,28 @@ def top_eigenvalue(
 
 @dataclass(frozen=True)
 class TraceResult:
-    """A Hutchinson trace estimate with its standard error."""
+    """A stochastic trace estimate with its standard error.
+
+    ``samples``: the random probes the standard error comes from; ``products``: the operator products spent
+    (Hutchinson: one per probe; Hutch++: also the sketch's, see :func:`ninr.curvature.hutchpp_trace`).
+    """
 
     value: float
     stderr: float
     samples: int
+    products: int | None = None
 
 
-def hutchinson_trace(
-    op: HessianOperator, *, samples: int = 50, generator: torch.Generator | None = None
-) -> TraceResult:
+def hutchinson_trace(op: LinearOperator, *, samples: int = 50, generator: torch.Generator | None = None) -> TraceResult:
     """``tr H = E[v^T H v]`` with Rademacher ``v``; the standard error is the sample's."""
     check_positive_int("samples", samples)
     values = []
     for _ in range(samples):
-        v = torch.randint(0, 2, (op.dim,), generator=generator).to(op.dtype).mul_(2).sub_(1).to(op.device)
+        v = rademacher(op, generator)
         values.append(float(v @ op.matvec(v)))
     arr = np.asarray(values)
     err = float(arr.std(ddof=1) / math.sqrt(samples)) if samples > 1 else math.inf
-    return TraceResult(float(arr.mean()), err, samples)
+    return TraceResult(float(arr.mean()), err, samples, samples)
 
 
 def nin_block_names(model: nn.Module) -> Mapping[str, str]:

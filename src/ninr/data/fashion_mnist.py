@@ -9,10 +9,12 @@ The files and their provenance:
   decompressed content is identical. That is why :data:`SHA256` holds the sha256 of the
   *decompressed* content, and why every source is verified that way.
 
-Sources, tried in order (a directory counts only if all four files are there):
+Sources (a directory counts only if all four files are there):
 
-1. the ``data_dir`` argument, else the ``NINR_DATA_DIR`` environment variable;
-2. the Debian package's directory :data:`DEBIAN_DIR`;
+1. the ``data_dir`` argument, else the ``NINR_DATA_DIR`` environment variable. A directory named this way
+   is used alone: if it lacks a file, loading fails naming the directory and the missing files, and no
+   other source is tried (a run never silently reads other data than the directory it was pointed at);
+2. otherwise, in order: the Debian package's directory :data:`DEBIAN_DIR`;
 3. the user cache ``$NINR_CACHE_DIR/fashion-mnist``, else ``$XDG_CACHE_HOME/ninr/fashion-mnist``,
    else ``~/.cache/ninr/fashion-mnist``;
 4. a download of the missing official files into that cache (verified, then written atomically).
@@ -152,16 +154,31 @@ def _missing(path: Path) -> str | None:
     return f"missing {', '.join(absent)}" if absent else None
 
 
-def _candidates(data_dir: PathLike | None, tried: list[str]) -> list[_Source]:
-    """The directory sources in priority order, without duplicates; notes an unset env var in ``tried``."""
-    sources: list[_Source] = []
+def _explicit(data_dir: PathLike | None) -> _Source | None:
+    """The directory the caller named (``data_dir``, else ``NINR_DATA_DIR``), or None."""
     env = os.environ.get(DATA_DIR_ENV)
     if data_dir is not None:
-        sources.append(_Source("data_dir argument", Path(data_dir).expanduser()))
-    elif env:
-        sources.append(_Source(f"{DATA_DIR_ENV}", Path(env).expanduser()))
-    else:
-        tried.append(f"{DATA_DIR_ENV}: not set (and no data_dir argument)")
+        return _Source("data_dir argument", Path(data_dir).expanduser())
+    if env:
+        return _Source(f"{DATA_DIR_ENV}", Path(env).expanduser())
+    return None
+
+
+def _explicit_missing(source: _Source, problem: str) -> DataError:
+    """The error for a named directory that lacks files: it is used alone, so nothing else is tried."""
+    other = "drop --data-dir / data_dir" if source.label == "data_dir argument" else f"unset {DATA_DIR_ENV}"
+    return DataError(
+        f"Fashion-MNIST: the {source.label} {source.path} cannot be used: {problem}. A directory named with "
+        f"--data-dir, data_dir or {DATA_DIR_ENV} is the only one read: put the four files {', '.join(FILES)} "
+        f"there, or {other} to use the Debian package ({DEBIAN_DIR}), the cache ({default_cache_dir()}) or a "
+        "download."
+    )
+
+
+def _candidates(tried: list[str]) -> list[_Source]:
+    """The automatic directory sources in priority order, without duplicates."""
+    tried.append(f"{DATA_DIR_ENV}: not set (and no data_dir argument)")
+    sources: list[_Source] = []
     sources.append(_Source(f"Debian package {DEBIAN_PACKAGE}", DEBIAN_DIR))
     sources.append(_Source("user cache", default_cache_dir()))
     unique: dict[Path, _Source] = {}
@@ -229,9 +246,15 @@ def _not_found(tried: list[str]) -> DataError:
 
 
 def _locate(data_dir: PathLike | None, *, download: bool, table: _Table, fetch: Fetch | None) -> Path:
-    """The first usable directory source, downloading into the cache as the last resort."""
+    """The named directory alone, else the first usable automatic source, downloading into the cache last."""
+    explicit = _explicit(data_dir)
+    if explicit is not None:
+        problem = _missing(explicit.path)
+        if problem is not None:
+            raise _explicit_missing(explicit, problem)
+        return explicit.path
     tried: list[str] = []
-    for source in _candidates(data_dir, tried):
+    for source in _candidates(tried):
         problem = _missing(source.path)
         if problem is None:
             return source.path
@@ -260,8 +283,9 @@ def locate_fashion_mnist(
     Only the presence of the files is checked here; their content is verified when read.
 
     Args:
-        data_dir: A directory to use first; when None, ``NINR_DATA_DIR`` is used if set.
-        download: Whether to download the official files when no directory has them.
+        data_dir: The directory to use, alone; when None, ``NINR_DATA_DIR`` if set; when neither is given, the
+            Debian package's directory, the cache, then a download.
+        download: Whether to download the official files when no directory has them (never into ``data_dir``).
         checksums: Expected sha256 of each decompressed file, replacing :data:`SHA256` (for tests).
         fetch: Downloads a URL to bytes; defaults to urllib with a timeout (tests inject a fake).
 
@@ -269,8 +293,9 @@ def locate_fashion_mnist(
         The directory used.
 
     Raises:
-        DataError: No source has the files and the download is disabled or failed; the message lists
-            every location tried and how to fix it.
+        DataError: The named directory lacks a file (the message names the directory and the files), or no
+            automatic source has the files and the download is disabled or failed (the message lists every
+            location tried and how to fix it).
     """
     return _locate(data_dir, download=download, table=_checksum_table(checksums), fetch=fetch)
 
@@ -345,7 +370,7 @@ def load_fashion_mnist_raw(
     """The verified Fashion-MNIST arrays as uint8 tensors, read once per process and directory.
 
     Args:
-        data_dir: A directory to use first; see :func:`locate_fashion_mnist` for the other sources.
+        data_dir: The directory to use, alone; see :func:`locate_fashion_mnist` for the other sources.
         download: Whether to download the official files when no directory has them.
         checksums: Expected sha256 of each decompressed file, replacing :data:`SHA256` (for tests).
         fetch: Downloads a URL to bytes (tests inject a fake).
@@ -404,7 +429,7 @@ def fashion_mnist(
     """Fashion-MNIST: 28x28 grey images of 10 clothing classes, 60,000 for training and 10,000 for test.
 
     Args:
-        data_dir: A directory holding the four files; see :func:`locate_fashion_mnist` for the other sources.
+        data_dir: A directory holding the four files, used alone; see :func:`locate_fashion_mnist` for the others.
         download: Whether to download the official files when no directory has them.
         val_size: How many training examples to hold out as a validation split (0 for none).
         val_seed: Seed of the permutation that picks the validation examples.

@@ -13,7 +13,7 @@ from ninr.dynamics.implicit import (
     noise_averaged_loss,
 )
 from ninr.dynamics.niw import CurvatureProbe, LossProbe, NIWProbe, merge_rows
-from ninr.dynamics.phases import PHASES, NodesPhase, PhaseResult, classify_nodes, classify_phase, oscillates
+from ninr.dynamics.phases import PHASES, NodeSeries, NodesPhase, PhaseResult, ar1, classify, classify_nodes
 
 __all__ = [
     "PHASES",
@@ -22,15 +22,16 @@ __all__ = [
     "FixedExampleNoise",
     "LossProbe",
     "NIWProbe",
+    "NodeSeries",
     "NodesPhase",
     "PhaseResult",
+    "ar1",
     "check_implicit_regularization",
+    "classify",
     "classify_nodes",
-    "classify_phase",
     "fit_decay",
     "implicit_regularizer",
     "merge_rows",
     "nin_quadratic_form",
     "noise_averaged_loss",
-    "oscillates",
 ]

@@ -118,7 +118,7 @@ class StudyConfig:
             raise fail("seeds", "a non-empty list of integers >= 0", self.seeds)
         for s in self.seeds:
             check_nonneg_int("seeds", s)
-        check_nonneg_int("epochs", self.epochs)
+        check_positive_int("epochs", self.epochs)
         check_positive("lr", self.lr)
         check_probability("momentum", self.momentum)
         check_positive_int("batch_size", self.batch_size)

@@ -12,7 +12,7 @@ A method declares whether runs using it may share a stack (:attr:`Method.stackab
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -28,14 +28,17 @@ class SetupContext:
     """What a method may use while configuring a model.
 
     ``probe`` is a fixed, seeded batch of training examples ``(x, y)`` and ``lr`` the run's learning rate,
-    for methods that calibrate themselves on the model at initialisation (``None`` where unavailable, e.g.
-    when a model is rebuilt from a checkpoint).
+    for methods that calibrate themselves (``None`` where unavailable, e.g. when a model is rebuilt from a
+    checkpoint). ``pilot(steps)`` trains a copy of the plain model (the same initialisation, no method) for
+    ``steps`` SGD steps of the run's own batches and returns it: the curvature a run reaches after the
+    sharpening transient, for calibration (``None`` where no training data is at hand).
     """
 
     seed: int
     example_input: torch.Tensor
     probe: tuple[torch.Tensor, torch.Tensor] | None = None
     lr: float | None = None
+    pilot: Callable[[int], nn.Module] | None = None
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,15 @@ The NIWs of a node see the curvature ``H_NI``: the Hessian of the loss with resp
 injected signal (for a dense layer, the layer's pre-activation), averaged over the batch. With noise
 ``sigma`` the NIW block of the Hessian is ``sigma^2 H_NI`` and one SGD step multiplies the NIW's
 component along an eigenvector of ``H_NI`` with eigenvalue ``lambda`` by ``1 - k``, ``k = eta sigma^2
-lambda`` on average (see docs/dynamics.md). We estimate ``lambda_max`` at initialisation in the
-small-sigma limit (NIW at zero, every example's draw at 1: the Hessian of the NIW block is then exactly
-``H_NI``) and return ``sigma = sqrt(k_target / (eta lambda_max))``.
+lambda`` on average (see docs/dynamics.md). ``lambda_max`` is estimated in the small-sigma limit (NIW at zero,
+every example's draw at 1: the Hessian of the NIW block is then exactly ``H_NI``) and
+``sigma = sqrt(k_target / (eta lambda_max))``.
 
-The hook for the NINR methods: ``sigma_for_phase(model, x, y, lr=..., phase=..., where=...)`` on the
-plain model before the NINs are attached (it works on a copy).
+The curvature grows 30-450x in the first hundreds of SGD steps (docs/dynamics.md section 5), so ``lambda_max``
+at initialisation understates the ``k`` a run lives at. The NINR methods therefore calibrate on a **pilot**:
+the plain model trained for ``PILOT_STEPS`` steps of the run's own batches (``SetupContext.pilot``), whose
+curvature is past the sharpening transient; the pilot's length and both curvatures are recorded in the run's
+setup. ``sigma_for_phase(model, x, y, lr=..., phase=..., where=...)`` works on a copy of the model it is given.
 """
 
 from __future__ import annotations
@@ -36,6 +39,12 @@ decay band 0 < k < 1 on a log scale of the curvature estimate's error (a factor 
 and below the ~4 x where the catapult mechanism (Lewkowycz et al. 2020) lets the curvature fall fast
 enough to recover; docs/dynamics.md lists what the MLP sweep measured at these values."""
 
+PILOT_STEPS = 300
+"""SGD steps of the calibration pilot: the fc1 node's curvature of the MLP at lr 0.05, batch 64 grows from
+2.87e-4 (step 0) to 9.5e-3 (step 50) and 4.0e-2 (step 800), most of the way by a few hundred steps; the
+CNN's conv1 node's from 3.9e-5 to 1.75e-2 by step 300. A run's ``k`` keeps drifting after the pilot (the
+``decay`` target leaves a factor 4 of headroom below 2)."""
+
 CALIBRATION_BATCH = 1000
 """Examples in the probe batch: the top eigenvalue of the mean Hessian is stable to a few percent."""
 
@@ -47,9 +56,11 @@ class Calibration:
     sigma: float
     phase: str
     k: float
-    curvature: float  # lambda_max of H_NI, the largest over the nodes
+    curvature: float  # lambda_max of H_NI, the largest over the nodes, on the model calibrated on
     lr: float
     per_layer: dict[str, float]
+    pilot_steps: int = 0  # SGD steps of the pilot the curvature was measured on (0: at initialisation)
+    curvature_init: float | None = None  # the same at initialisation, when a pilot was used
 
     def as_dict(self) -> dict[str, object]:
         return dict(self.__dict__)

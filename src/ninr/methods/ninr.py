@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -11,7 +12,7 @@ from torch import nn
 from ninr.errors import ConfigError, check_choice, check_nonneg
 from ninr.functional.noise import DISTRIBUTIONS
 from ninr.methods.base import Method, SetupContext, register
-from ninr.methods.calibrate import Calibration, sigma_for_phase
+from ninr.methods.calibrate import PILOT_STEPS, Calibration, sigma_for_phase
 from ninr.nn.attach import attach_nins
 from ninr.nn.nin import CONV_MODES, DEFAULT_CONV_MODE, NOISE_PER
 from ninr.rng import derive_seed
@@ -68,13 +69,17 @@ class _NINR(Method):
         return {"nin_layers": report.layers, **facts}
 
     def _calibrate(self, model: nn.Module, ctx: SetupContext) -> Calibration:
-        """The sigma that puts the NINs in ``self.phase`` (:func:`sigma_for_phase`), replacing ``sigma``."""
-        if ctx.probe is None or ctx.lr is None:
+        """The sigma that puts the NINs in ``self.phase`` (:func:`sigma_for_phase`) on the curvature of the
+        calibration pilot (the plain model after ``PILOT_STEPS`` steps), replacing ``sigma``."""
+        if ctx.probe is None or ctx.lr is None or ctx.pilot is None:
             raise ConfigError(
                 f"`phase` must be None when no training data is at hand to calibrate sigma, got {self.phase!r}"
             )
         x, y = ctx.probe
-        return sigma_for_phase(model, x, y, lr=ctx.lr, phase=str(self.phase), where=self.where, seed=ctx.seed)
+        pilot = ctx.pilot(PILOT_STEPS)
+        at_init = sigma_for_phase(model, x, y, lr=ctx.lr, phase=str(self.phase), where=self.where, seed=ctx.seed)
+        cal = sigma_for_phase(pilot, x, y, lr=ctx.lr, phase=str(self.phase), where=self.where, seed=ctx.seed)
+        return dataclasses.replace(cal, pilot_steps=PILOT_STEPS, curvature_init=at_init.curvature)
 
 
 @register

@@ -26,7 +26,7 @@ from ninr.nn.nin import (
     NINLinear,
     NoiseInjectionNode,
     NoisePer,
-    layer_fan_in,
+    layer_niw_bound,
     niw_shape_for,
 )
 from ninr.nn.trace import forward_trace
@@ -94,8 +94,10 @@ def attach_nins(
         conv_mode: ``"additive"`` (default: the node connected pixel-wise to the feature map fed into the
             convolution, ``x + W_NI[c, h, w] eps``; needs ``example_input``) or ``"channel"`` (a noise map as an
             extra input channel whose kernel slice is the NIW).
-        niw_init: ``"layer"`` (the layer's own weight scheme and scale: U(-1/sqrt(fan_in), 1/sqrt(fan_in))),
-            ``"zeros"``, or a number: Gaussian with that standard deviation.
+        niw_init: ``"layer"`` (uniform, scaled so that one sigma means one noise-to-signal ratio after the layer:
+            U(-1/sqrt(fan_in), 1/sqrt(fan_in)), the layer's own weight scale, for a dense or channel-mode node;
+            U(-sqrt(3/n), sqrt(3/n)) over the ``n = C H W`` pixels of an additive conv node; derivation in
+            :func:`ninr.nn.nin.layer_niw_bound`), ``"zeros"``, or a number: Gaussian with that standard deviation.
         seed: derives each node's noise stream and NIW initialisation from ``(seed, layer name)``;
             ``None`` uses torch's global generator.
         example_input: a batch for one forward pass that orders layers by execution (for ``"input"``)
@@ -213,24 +215,23 @@ def _attach_one(
     assert isinstance(weight, torch.Tensor)
     node.to(device=weight.device, dtype=weight.dtype)
     node.train(layer.training)
-    _init_niw(node.weight, niw_init, layer_fan_in(layer), seed, name)
-    layer.__class__ = nin_cls
-    layer.add_module("nin", node)
     is_conv = isinstance(layer, nn.Conv2d)
     mode = conv_mode if is_conv else "dense"
+    _init_niw(node.weight, niw_init, layer_niw_bound(layer, mode, shape), seed, name)
+    layer.__class__ = nin_cls
+    layer.add_module("nin", node)
     if is_conv:
         cast(NINConv2d, layer).nin_mode = conv_mode
     return AttachedNode(name, "conv2d" if is_conv else "linear", mode, shape, node.sigma)
 
 
-def _init_niw(niw: nn.Parameter, niw_init: str | float, fan_in: int, seed: int | None, name: str) -> None:
+def _init_niw(niw: nn.Parameter, niw_init: str | float, bound: float, seed: int | None, name: str) -> None:
     gen = None if seed is None else make_generator(seed, "niw-init", name)
     with torch.no_grad():
         if niw_init == "zeros":
             niw.zero_()
             return
         if niw_init == "layer":
-            bound = 1.0 / math.sqrt(fan_in)
             values = torch.rand(niw.shape, generator=gen).mul_(2 * bound).sub_(bound)
         else:
             values = torch.randn(niw.shape, generator=gen).mul_(float(niw_init))

@@ -10,6 +10,7 @@ noise injection weights (the NIW ``Parameter``). :func:`ninr.nn.attach_nins` tur
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator, Sequence
 from typing import Literal
 
@@ -177,3 +178,25 @@ def layer_fan_in(layer: nn.Module) -> int:
     weight = layer.weight
     assert isinstance(weight, torch.Tensor)
     return int(weight[0].numel())
+
+
+def layer_niw_bound(layer: nn.Module, mode: str, niw_shape: Sequence[int]) -> float:
+    """Half-width ``b`` of ``niw_init="layer"``'s draw U(-b, b), so that one sigma means one noise-to-signal ratio.
+
+    A dense node (``mode="dense"``) and a channel-mode conv node are one more input of the layer, with the
+    layer's own weight scale: ``b = 1/sqrt(fan_in)``. Per output unit the noise is then ``sigma b / sqrt 3`` and
+    the signal, over PyTorch's default init U(-1/sqrt(fan_in), 1/sqrt(fan_in)) and inputs of mean square ``m2``,
+    ``sqrt(fan_in m2 / (3 fan_in)) = sqrt(m2 / 3)``: noise-to-signal ``sigma / sqrt(n m2)``, ``n = fan_in`` the
+    number of input features.
+
+    An additive conv node adds ``W_NI[c, h, w] eps`` to each of the ``n = C H W`` input features, and the
+    convolution carries noise and signal alike: per output unit the noise variance is
+    ``fan_in Var(W) Var(W_NI) sigma^2 = Var(W_NI) sigma^2 / 3`` against the signal's ``m2 / 3``, a ratio
+    ``sigma sqrt(Var(W_NI) / m2)``. Equal to the dense node's ``sigma / sqrt(n m2)`` on a layer reading the same
+    ``n`` features when ``Var(W_NI) = 1 / n``: ``b = sqrt(3 / n)``. For the CNN's conv1 on a 1x28x28 image
+    (``n = 784``, the MLP's fc1 fan-in) that is a per-pixel noise of std ``sigma / 28 = 0.036 sigma``, the MLP's
+    fc1 node's ratio, where the conv's own fan-in of 9 would give ``sigma / (3 sqrt 3) = 0.19 sigma``.
+    """
+    if mode == "additive":
+        return math.sqrt(3.0 / math.prod(niw_shape))
+    return 1.0 / math.sqrt(layer_fan_in(layer))

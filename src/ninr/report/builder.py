@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ninr.fileio import atomic_write_bytes
-from ninr.report import comparison, hep, phases, robustness, training
+from ninr.report import comparison, curvature, hep, phases, robustness, training
 from ninr.report.document import Report, Section, run_facts
 from ninr.report.html import render_html
 from ninr.report.sections import SECTIONS
@@ -31,7 +31,7 @@ from ninr.studies.part import ordered
 from ninr.studies.store import ResultStore, find_stores, records_to_csv
 from ninr.train.setup import versions as current_versions
 
-SECTION_MODULES = (comparison, training, phases, hep, robustness)
+SECTION_MODULES = (comparison, curvature, training, phases, hep, robustness)
 """The modules that register ninr's report sections (imported here so the registry is complete)."""
 
 
@@ -46,18 +46,31 @@ def _unique(items: list[Any]) -> list[Any]:
     return out
 
 
+def unreadable_note(store: ResultStore, broken: Mapping[str, str]) -> str:
+    """The note naming the runs of a section whose files cannot be read (left out of its tables and figures)."""
+    listed = "; ".join(f"{store.path(run_id)} ({reason})" for run_id, reason in sorted(broken.items()))
+    return (
+        f"{len(broken)} run(s) could not be read and are left out of this section: {listed}. "
+        "Run the study again with --resume to recompute them."
+    )
+
+
 def build_section(store: ResultStore) -> Section:
-    """One part's section from its store."""
+    """One part's section from its store; runs whose files cannot be read are named in a note."""
     info = store.read_study()
     wanted = info.get("run_ids")
     results = store.results(wanted)
     records = [rec for res in results for rec in res.records]
     body = SECTIONS.get(info["part"])(records, info)
-    expected = len(wanted) if wanted is not None else len(results)
-    if len(results) < expected:
+    broken = store.unreadable(wanted)
+    expected = len(wanted) if wanted is not None else len(results) + len(broken)
+    missing = expected - len(results) - len(broken)
+    if missing > 0:
         body.notes.insert(
-            0, f"Only {len(results)} of {expected} runs have finished; run again with --resume to complete."
+            0, f"Only {expected - missing} of {expected} runs have finished; run again with --resume to complete."
         )
+    if broken:
+        body.notes.insert(0, unreadable_note(store, broken))
     stale = len(store.run_ids() - set(wanted or ()))
     if wanted is not None and stale:
         body.notes.append(f"{stale} run(s) in the store belong to an earlier configuration and are not shown.")
@@ -76,13 +89,17 @@ def build_section(store: ResultStore) -> Section:
     )
 
 
-def hook_sections(section: Section, records: Sequence[Mapping[str, Any]], info: Mapping[str, Any]) -> list[Section]:
+def hook_sections(
+    section: Section, records: Sequence[Mapping[str, Any]], info: Mapping[str, Any], notes: Sequence[str] = ()
+) -> list[Section]:
     """Sections of the part's run hooks that have one (registered under the hook's name), with the part's
-    run facts. A hook without a section keeps its records in the CSV export."""
+    run facts and ``notes`` first. A hook without a section keeps its records in the CSV export."""
     out = []
     for name in info.get("study", {}).get("hooks", []):
         if name in SECTIONS:
-            out.append(dataclasses.replace(section, body=SECTIONS.get(name)(records, info)))
+            body = SECTIONS.get(name)(records, info)
+            body.notes[:0] = list(notes)
+            out.append(dataclasses.replace(section, body=body))
     return out
 
 
@@ -92,7 +109,10 @@ def build_sections(store: ResultStore) -> list[Section]:
     info = store.read_study()
     if not info.get("study", {}).get("hooks"):
         return [section]
-    return [section, *hook_sections(section, store.records(info.get("run_ids")), info)]
+    wanted = info.get("run_ids")
+    broken = store.unreadable(wanted)
+    notes = [unreadable_note(store, broken)] if broken else []
+    return [section, *hook_sections(section, store.records(wanted), info, notes)]
 
 
 def build_report(root: str | Path) -> Report:

@@ -2,8 +2,10 @@
 
 The linear model's theory (decay time ``1/gamma(k, B)`` and the predicted phase regions) is recomputed
 from the parameters the records carry (learning rate, steps, batch size, training-set size) with the
-closed forms of :mod:`ninr.dynamics.theory`, through the same function ``ninr phases`` plots with; measured
-phase ranges come from :func:`phase_ranges`. Nothing is trained or simulated here.
+closed forms of :mod:`ninr.dynamics.theory`, through the same function ``ninr phases`` plots with; so is the
+two-layer toy's (the map's peak growth of ``phi`` and its predicted regions,
+:func:`ninr.dynamics.theory.two_layer.theory_curve`); measured phase ranges come from :func:`phase_ranges`
+(the two-layer toy's from its ``rule_phase``). Nothing is trained or simulated here.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ninr.dynamics.theory.linear import theory_curve
+from ninr.dynamics.theory.two_layer import theory_curve as two_layer_curve
 from ninr.report.document import Figure, PartReport
 from ninr.report.figures import new_figure, to_png
 from ninr.report.sections import SECTIONS
@@ -25,19 +28,21 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 Rec = Mapping[str, Any]
-MODEL_TITLES = {"linear": "linear regression", "mlp": "MLP (in-NINR on fc1)"}
+MODEL_TITLES = {"linear": "linear regression", "linear2": "two-layer linear toy", "mlp": "MLP (in-NINR on fc1)"}
 NOISES = ("redrawn", "fixed")
 MARKERS = {"redrawn": "o", "fixed": "s"}
 KEY_COLOURS = {"niw": "tab:blue", "train_loss": "tab:green", "test_loss": "tab:red"}
 STRIP_HEIGHT = 0.04  # the measured labels' band under the linear panel's predicted regions (axes fraction)
 TAU_KEYS = {"linear": ("niw",), "mlp": ("niw", "train_loss", "test_loss")}
+PEAK_CLIP = 1e3
+"""The two-layer panel's frame ends at this peak growth of ``|phi|``: a divergent run is drawn there (a triangle)."""
 
 
 PHASE_COLOURS = {
     "decoupled": "#d9d9d9",
     "decay": "#c6dbef",
-    "oscillating": "#fdd0a2",
-    "catapult": "#fdd0a2",
+    "oscillating": "#fdd0a2",  # the one-layer model's oscillating decay
+    "catapult": "#dadaeb",  # growth, then decay: the two-layer toy's and a network's
     "divergent": "#fcbba1",
 }
 
@@ -50,7 +55,7 @@ def phase_ranges(records: Sequence[dict[str, Any]], noise: str = "redrawn") -> l
     by_sigma: dict[float, list[str]] = {}
     for r in records:
         if r["noise"] == noise:
-            by_sigma.setdefault(r["sigma"], []).append(r.get("linear_phase", r["phase"]))
+            by_sigma.setdefault(r["sigma"], []).append(_label(r))
     sigmas = sorted(by_sigma)
     if not sigmas:
         return []
@@ -67,7 +72,9 @@ def phase_ranges(records: Sequence[dict[str, Any]], noise: str = "redrawn") -> l
 
 
 def _label(rec: Rec) -> str:
-    return str(rec.get("linear_phase", rec.get("phase", "n/a")))
+    """The run's measured label: the linear model's ``linear_phase``, the two-layer toy's ``rule_phase``, else
+    the classifier's ``phase``."""
+    return str(rec.get("linear_phase") or rec.get("rule_phase") or rec.get("phase", "n/a"))
 
 
 def _counts(labels: Sequence[str]) -> str:
@@ -96,8 +103,41 @@ def _groups(finals: Sequence[Rec], model: str) -> dict[tuple[str, float], list[R
     return out
 
 
+def _mean(runs: Sequence[Rec], key: str) -> float:
+    values = [float(r[key]) for r in runs]
+    return sum(values) / len(values)
+
+
+def linear2_runs_table(finals: Sequence[Rec]) -> Table:
+    """One row per (noise, sigma) of the two-layer toy: k0, psi0, the rule's, the classifier's, the predicted and
+    the map's phase, the peak growth of ``|phi|`` (measured and map), the lowest ``k`` and the decay time."""
+    headers = ["noise", "sigma", "k0", "psi0", "phase (rule)", "classifier", "predicted", "map", "peak growth",
+               "map peak", "k min", "tau |phi|"]  # fmt: skip
+    cells, data = [], []
+    for (noise, sigma), runs in _groups(finals, "linear2").items():
+        row = [
+            noise, f"{sigma:.4g}", f"{_mean(runs, 'k'):.3g}", f"{_mean(runs, 'psi0'):.3g}",
+            _counts([_label(r) for r in runs]), _counts([str(r["phase"]) for r in runs]),
+            _counts([str(r["predicted_phase"]) for r in runs]), _counts([str(r["map_phase"]) for r in runs]),
+            f"{_mean(runs, 'peak_growth'):.3g}", f"{float(runs[0]['map_peak_growth']):.3g}",
+            f"{_mean(runs, 'k_min'):.3g}", _fmt_tau(runs, "niw"),
+        ]  # fmt: skip
+        cells.append(tuple(row))
+        data += [dict(r) for r in runs]
+    note = (
+        "k0 = eta sigma^2 (|v|^2 + |theta|^2) and psi0 = eta sigma^2 v . theta at initialisation; phase (rule): grew "
+        "to 2x and came back below the start = catapult, ended at or above the start = divergent; classifier: "
+        "ninr.dynamics.phases.classify on the NIW's top-mode projection with the exact k; map: the closed-form map "
+        "at the same k0, psi0 and horizon; tau: decay time of |phi| after its peak (steps)."
+    )
+    title = f"Phases of the {MODEL_TITLES['linear2']} by sigma"
+    return Table("linear2_runs", title, tuple(headers), tuple(cells), tuple(data), note)
+
+
 def runs_table(finals: Sequence[Rec], model: str) -> Table:
     """One row per (noise, sigma) of ``model``: k, phase over seeds, decay times (steps)."""
+    if model == "linear2":
+        return linear2_runs_table(finals)
     linear = model == "linear"
     headers = ["noise", "sigma", "k", "phase", "tau NIW"]
     headers += ["tau theory", "predicted"] if linear else ["tau train loss", "tau test loss", "test acc"]
@@ -147,6 +187,17 @@ def linear_theory(finals: Sequence[Rec]) -> dict[str, Any] | None:
     batch = r.get("batch_size") or r["n_train"]
     sigmas = sorted({float(x["sigma"]) for x in runs})
     return theory_curve(float(r["lr"]), int(r["steps"]), int(batch), sigmas)
+
+
+def linear2_theory(finals: Sequence[Rec]) -> dict[str, Any] | None:
+    """The map's peak growth and the predicted regions for the two-layer runs' parameters (``None``: no such run)."""
+    runs = [r for r in finals if r.get("model") == "linear2"]
+    if not runs:
+        return None
+    r = runs[0]
+    sigmas = sorted({float(x["sigma"]) for x in runs})
+    batch = r.get("batch_size") or r["n_train"]
+    return two_layer_curve(float(r["lr"]), int(r["steps"]), float(r["norm_sq"]), float(r["phi0"]), int(batch), sigmas)
 
 
 def _shade(ax: Axes, regions: Sequence[Sequence[Any]], *, strip: bool = False) -> None:
@@ -199,6 +250,49 @@ def _panel(ax: Axes, finals: Sequence[Rec], model: str, theory: Mapping[str, Any
     ax.set_ylabel("decay time (steps)")
 
 
+def _linear2_panel(ax: Axes, finals: Sequence[Rec], theory: Mapping[str, Any] | None) -> None:
+    """Peak growth of ``|phi|`` against sigma: predicted regions shaded, the measured (rule) labels in a strip, the
+    map's peak growth as a line, the measured boundaries as dashed lines; divergent runs at the frame's top."""
+    runs = [dict(r) for r in finals if r.get("model") == "linear2"]
+    measured = phase_ranges(runs, "redrawn") or phase_ranges(runs, "fixed")
+    _shade(ax, theory["regions"] if theory else measured)
+    if theory:
+        _shade(ax, measured, strip=True)
+        ax.text(0.01, STRIP_HEIGHT + 0.01, "measured (rule)", transform=ax.transAxes, fontsize=6, va="bottom")
+        line = [p if math.isfinite(p) and p <= PEAK_CLIP else math.nan for p in theory["peak"]]
+        ax.plot(theory["sigma"], line, "k-", lw=1.2, label="map: peak growth")
+    for noise in NOISES:
+        mine = [r for r in runs if r["noise"] == noise]
+        calm = [r for r in mine if math.isfinite(float(r["peak_growth"])) and float(r["peak_growth"]) <= PEAK_CLIP]
+        wild = [r for r in mine if r not in calm]
+        style: dict[str, Any] = {"color": "tab:blue", "ms": 4 if noise == "redrawn" else 6, "ls": "none"}
+        if noise == "fixed":
+            style["mfc"] = "none"
+        if calm:
+            ax.plot([r["sigma"] for r in calm], [r["peak_growth"] for r in calm], MARKERS[noise],
+                    label=f"peak |phi| / |phi0| ({noise})", **style)  # fmt: skip
+        if wild:
+            ax.plot([r["sigma"] for r in wild], [PEAK_CLIP] * len(wild), "^", label=f"beyond the frame ({noise})",
+                    **{**style, "color": "tab:red"})  # fmt: skip
+    r = runs[0]
+    for key in ("measured_decay_catapult", "measured_catapult_divergent"):
+        values = sorted(float(x[key]) for x in runs if math.isfinite(float(x.get(key, math.nan))))
+        if values:
+            k_mid = values[len(values) // 2]
+            sigma = math.sqrt(k_mid / (float(r["lr"]) * float(r["norm_sq"])))
+            ax.axvline(sigma, color="k", ls="--", lw=0.8)
+            ax.text(sigma, 0.3, f"measured k0 = {k_mid:.3g} ", transform=ax.get_xaxis_transform(), fontsize=6,
+                    rotation=90, ha="right", va="center")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_ylim(0.5, PEAK_CLIP * 10)
+    ax.legend(fontsize=7, loc="center left")
+    batch = f"batch {r['batch_size']}" if r.get("batch_size") else "full batch"
+    ax.set_title(f"{MODEL_TITLES['linear2']}: lr {r['lr']:g}, {r['steps']} steps, {batch}", fontsize=9)
+    ax.set_xlabel("sigma")
+    ax.set_ylabel("peak |phi| / |phi0|")
+
+
 def phase_figure(finals: Sequence[Rec], theories: Mapping[str, Mapping[str, Any]]) -> Figure:
     """Decay time against sigma with the phase regions shaded, one panel per model (theory for linear)."""
 
@@ -206,7 +300,10 @@ def phase_figure(finals: Sequence[Rec], theories: Mapping[str, Mapping[str, Any]
     fig = new_figure(6.0 * max(1, len(models)), 4.4)
     axes = fig.subplots(1, max(1, len(models)), squeeze=False)[0]
     for ax, model in zip(axes, models, strict=False):
-        _panel(ax, finals, model, theories.get(model))
+        if model == "linear2":
+            _linear2_panel(ax, finals, theories.get(model))
+        else:
+            _panel(ax, finals, model, theories.get(model))
     caption = (
         "Decay time of the NIW norm against sigma (MLP: also of the training and test losses); circles: noise "
         "redrawn every step, squares: fixed per example. Shading: linear, the closed form's predicted phases "
@@ -214,6 +311,12 @@ def phase_figure(finals: Sequence[Rec], theories: Mapping[str, Mapping[str, Any]
         "measured phases of the redrawn-noise runs. A run with no decay fit (too slow for the horizon, growing or "
         "divergent) has no marker."
     )
+    if "linear2" in models:
+        caption += (
+            " Two-layer toy: the peak growth of |phi| = |v . theta| against sigma, the predicted phases shaded "
+            "(bottom strip: the measured labels by the stated rule), the closed-form map's peak growth (line), the "
+            f"measured boundaries (dashed); runs beyond {PEAK_CLIP:g}x (divergent) are triangles at the top."
+        )
     return Figure("phases", caption, to_png(fig))
 
 
@@ -291,12 +394,38 @@ def phases_part_report(records: Sequence[Rec], study: Mapping[str, Any]) -> Part
             f"Linear model: the measured label equals the closed form's predicted phase in {agree} of {len(lin)} "
             f"runs. {theory['summary']}."
         )
+    theory2 = linear2_theory(finals)
+    if theory2 is not None:
+        theories["linear2"] = theory2
+        report.notes.append(linear2_note(finals, theory2))
     report.tables.append(ranges_table(finals, theories))
     for model in dict.fromkeys(str(r["model"]) for r in finals):
         report.tables.append(runs_table(finals, model))
     report.figures.append(phase_figure(finals, theories))
     report.figures.append(trajectory_figure(records))
     return report
+
+
+def linear2_note(finals: Sequence[Rec], theory: Mapping[str, Any]) -> str:
+    """How the two-layer runs' rule labels and classifier verdicts compare with the predicted phases, and the
+    measured boundaries beside the predicted ones."""
+    runs = [r for r in finals if r.get("model") == "linear2"]
+    rule = sum(_label(r) == r["predicted_phase"] for r in runs)
+    cls = sum(r["phase"] == r["predicted_phase"] for r in runs)
+    text = (
+        f"Two-layer toy: the rule's label equals the predicted phase in {rule} of {len(runs)} runs, the "
+        f"classifier's in {cls}. {theory['summary']}."
+    )
+    measured = [r for r in runs if math.isfinite(float(r.get("measured_decay_catapult", math.nan)))]
+    if measured:
+        r = measured[0]
+        text += (
+            f" Measured (bisection, majority of {r['boundary_seeds']} seeds): decay|catapult "
+            f"{float(r['measured_decay_catapult']):.4g} (predicted {float(r['predicted_decay_catapult']):.4g}), "
+            f"catapult|divergent {float(r['measured_catapult_divergent']):.4g} "
+            f"(predicted {float(r['predicted_catapult_divergent']):.4g})."
+        )
+    return text
 
 
 SECTIONS.add("phases", phases_part_report, doc="Phase tables and the phase figure against sigma.")

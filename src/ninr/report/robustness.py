@@ -11,6 +11,16 @@ row, the mean over seeds with a band of one sample standard deviation (ddof=1):
 
 The table gives, per (architecture, method), clean accuracy, accuracy at a few noise stds, the mean over
 the noise grid and the mean corruption accuracy over every corruption and severity, in %.
+
+When the records hold them (:func:`ninr.robustness.evaluate` writes them):
+
+* certification records (``condition = "certify"``): certified accuracy against the L2 radius, one panel
+  per (architecture, smoothing sigma, model noise mode), one line per method, mean ± std over seeds, and a
+  table of certified accuracy at a few radii, the average certified radius and the abstain rate;
+* calibration records (``metric`` ``ece``, ``nll``, ``brier``): a table of clean ECE, NLL and Brier score and
+  of the mean ECE over the shifted conditions (corruptions, noise stds, shifts), mean ± std over seeds, and
+  reliability diagrams of clean data, one panel per (architecture, method, noise mode), the seeds' bins
+  pooled.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from ninr.report.document import Figure, PartReport
 from ninr.report.figures import new_figure, to_png
 from ninr.report.sections import SECTIONS
 from ninr.report.tables import Table, fmt_mean_std
+from ninr.robustness.plots import certified_points, draw_reliability, reliability_points
 
 Rec = Mapping[str, Any]
 Series = dict[str, list[tuple[float, float, float]]]  # label -> [(level, mean, std)]
@@ -212,6 +223,164 @@ def robustness_table(rows: Sequence[Rec]) -> Table:
     return Table("robustness", "Accuracy under input corruption", headers, tuple(cells), tuple(data), note)
 
 
+def certify_rows(records: Sequence[Rec]) -> list[Rec]:
+    """The certified-accuracy records (every noise mode)."""
+    return [
+        r
+        for r in records
+        if r.get("kind") == KIND and r.get("condition") == "certify" and r.get("metric") == "certified-accuracy"
+    ]
+
+
+def certify_figure(rows: Sequence[Rec], colors: Mapping[str, str]) -> Figure:
+    """Certified accuracy (%) against the L2 radius: a panel per (arch, sigma, noise mode), a line per method."""
+    panels: dict[str, Series] = {}
+    for arch in _order(rows, "arch"):
+        for mode in _order(rows, "noise"):
+            mine = [r for r in rows if str(r.get("arch")) == arch and str(r.get("noise")) == mode]
+            for sigma, groups in certified_points(mine, by="label", noise=mode).items():
+                title = f"{arch}, sigma {sigma:g}" + (", model noise on" if mode == "on" else "")
+                panels[title] = {
+                    label: [(rad, SCALE * m, SCALE * sd) for rad, m, sd, _ in pts] for label, pts in groups.items()
+                }
+    fig = _panels(panels, "L2 radius", colors, cols=3)
+    for ax in fig.axes:
+        if ax.get_visible() and ax.get_ylabel():
+            ax.set_ylabel("certified accuracy (%)", fontsize=9)
+    first = rows[0]
+    caption = (
+        "Certified L2 accuracy of the smoothed classifier (randomized smoothing, Cohen et al. 2019: "
+        f"n0 = {first.get('n0')}, n = {first.get('draws')}, alpha = {first.get('alpha')}, {first.get('n')} test "
+        "images): the fraction certified correct with radius >= r; mean ± 1 std over seeds (band)."
+    )
+    return Figure("robustness_certify", caption, to_png(fig))
+
+
+SHOWN_RADII = (0.0, 0.25, 0.5, 0.75, 1.0)
+"""Radii shown as columns of the certification table when the records have more than :data:`MAX_RADII`."""
+MAX_RADII = 6
+
+
+def _shown_radii(radii: Sequence[float]) -> list[float]:
+    if len(radii) <= MAX_RADII:
+        return list(radii)
+    shown = [r for r in radii if any(math.isclose(r, s) for s in SHOWN_RADII)]
+    return shown or [radii[0], radii[-1]]
+
+
+def certify_table(records: Sequence[Rec]) -> Table:
+    """Per (arch, method, sigma, noise mode): certified accuracy at a few radii (%), the average certified
+    radius and the abstain rate (%), mean ± sample std over seeds."""
+    runs: dict[tuple[str, str, float, str], dict[str, dict[str, float]]] = {}
+    settings: dict[tuple[Any, ...], None] = {}
+    for r in records:
+        if r.get("kind") != KIND or r.get("condition") != "certify":
+            continue
+        group = (str(r.get("arch")), str(r.get("label")), float(r["intensity"]), str(r.get("noise", "off")))
+        run = runs.setdefault(group, {}).setdefault(str(r.get("run_id")), {})
+        key = f"r={float(r['epsilon']):g}" if r["metric"] == "certified-accuracy" else str(r["metric"])
+        run[key] = float(r["value"])
+        settings[(r.get("n0"), r.get("draws"), r.get("alpha"), r.get("n"))] = None
+    radii = sorted({float(k[2:]) for g in runs.values() for m in g.values() for k in m if k.startswith("r=")})
+    columns = [(f"r={r:g}", f"r = {r:g} (%)", SCALE, 1) for r in _shown_radii(radii)]
+    columns += [("average-radius", "average radius", 1.0, 3), ("abstain-rate", "abstain (%)", SCALE, 1)]
+    headers = ("arch", "method", "sigma", "noise", "runs", *(title for _, title, _, _ in columns))
+    cells, data = [], []
+    for (arch, label, sigma, mode), per_run in runs.items():
+        row = [arch, label, f"{sigma:g}", mode, str(len(per_run))]
+        raw: dict[str, Any] = {"arch": arch, "method": label, "sigma": sigma, "noise": mode, "runs": len(per_run)}
+        for key, title, scale, digits in columns:
+            values = [scale * m[key] for m in per_run.values() if key in m]
+            mean, std = (_mean(values), sample_std(values)) if values else (None, None)
+            row.append(fmt_mean_std(mean, std, digits=digits))
+            raw[f"{title} mean"], raw[f"{title} std"] = mean, std
+        cells.append(tuple(row))
+        data.append(raw)
+    how = "; ".join(f"n0 = {n0}, n = {n}, alpha = {alpha}, {images} test images" for n0, n, alpha, images in settings)
+    note = (
+        "Randomized smoothing (Cohen et al. 2019, CERTIFY): certified accuracy at radius r is the fraction of the "
+        "images certified correct with an L2 radius >= r; average radius: the mean certified radius, 0 for an "
+        f"abstained or wrong image; abstain: no class with p_lower > 1/2 ({how}). Mean ± sample std (ddof=1) "
+        "over seeds."
+    )
+    return Table(
+        "robustness_certify", "Certified L2 accuracy (randomized smoothing)", headers, tuple(cells), tuple(data), note
+    )
+
+
+CALIBRATION = ("ece", "nll", "brier")
+
+
+def calibration_rows(records: Sequence[Rec]) -> list[Rec]:
+    """The calibration records (every noise mode)."""
+    return [r for r in records if r.get("kind") == KIND and r.get("metric") in CALIBRATION]
+
+
+def calibration_table(rows: Sequence[Rec]) -> Table:
+    """Per (arch, method, noise mode): clean ECE, NLL, Brier and the shifted conditions' mean ECE, over seeds."""
+    runs: dict[tuple[str, str, str], dict[str, dict[str, list[float]]]] = {}
+    for r in rows:
+        group = (str(r.get("arch")), str(r.get("label")), str(r.get("noise", "off")))
+        run = runs.setdefault(group, {}).setdefault(str(r.get("run_id")), {})
+        name = r["metric"] if r["condition"] == "clean" else f"shifted {r['metric']}"
+        run.setdefault(name, []).append(float(r["value"]))
+    columns = (("ece", "clean ECE"), ("nll", "clean NLL"), ("brier", "clean Brier"), ("shifted ece", "shifted ECE"))
+    headers = ("arch", "method", "noise", "runs", *(title for _, title in columns))
+    cells, data = [], []
+    for (arch, label, mode), per_run in runs.items():
+        row = [arch, label, mode, str(len(per_run))]
+        raw: dict[str, Any] = {"arch": arch, "method": label, "noise": mode, "runs": len(per_run)}
+        for key, title in columns:
+            values = [_mean(m[key]) for m in per_run.values() if key in m]
+            mean, std = (_mean(values), sample_std(values)) if values else (None, None)
+            row.append(fmt_mean_std(mean, std, digits=3))
+            raw[f"{title} mean"], raw[f"{title} std"] = mean, std
+        cells.append(tuple(row))
+        data.append(raw)
+    bins = ", ".join(str(b) for b in sorted({int(r["bins"]) for r in rows if r.get("bins") is not None})) or "15"
+    note = (
+        f"Mean ± sample std (ddof=1) over seeds. ECE: {bins} equal-width confidence bins (Guo et al. 2017); "
+        "NLL in nats; Brier: sum over classes of the squared error, in [0, 2]. Shifted ECE: each run's mean over its "
+        "corruptions, "
+        "noise stds and shifted sets. With the model's noise on, the probabilities are the mean softmax over draws."
+    )
+    return Table(
+        "robustness_calibration", "Calibration, clean and under shift", headers, tuple(cells), tuple(data), note
+    )
+
+
+def reliability_figure(rows: Sequence[Rec], colors: Mapping[str, str]) -> Figure | None:
+    """Reliability diagrams of clean data: a panel per (arch, method, noise mode), the seeds' bins pooled."""
+    panels: list[tuple[str, dict[str, Any], str]] = []
+    for mode in _order(rows, "noise"):
+        points = reliability_points(rows, by=("arch", "label"), noise=mode)
+        for group, bins in points.items():
+            arch, label = group.split(" | ", 1)
+            title = f"{arch} | {label}" + (" (noise on)" if mode == "on" else "")
+            panels.append((title, bins, colors.get(label, "C0")))
+    if not panels:
+        return None
+    cols = max(1, min(4, len(panels)))
+    n_rows = math.ceil(len(panels) / cols)
+    fig = new_figure(2.9 * cols, 2.9 * n_rows)
+    axes = fig.subplots(n_rows, cols, squeeze=False)
+    for ax, (title, bins, color) in zip(axes.flat, panels, strict=False):
+        draw_reliability(ax, bins, color)
+        mean, std, seeds = bins["ece"]
+        ax.set_title(f"{title}\nECE {mean:.3f}" + (f" ± {std:.3f}" if seeds > 1 else ""), fontsize=8)
+        ax.set_xlabel("confidence", fontsize=8)
+        ax.set_ylabel("accuracy", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.set_visible(False)
+    caption = (
+        "Reliability diagrams on clean test images: accuracy per equal-width confidence bin (bars; dots at the "
+        "bins' mean confidence) against the diagonal of perfect calibration; the seeds' bins pooled, ECE mean ± "
+        "1 std over seeds."
+    )
+    return Figure("robustness_reliability", caption, to_png(fig))
+
+
 def robustness_report(records: Sequence[Rec], study: Mapping[str, Any]) -> PartReport:
     """The robustness section of a part whose runs carry the ``robustness`` hook's records."""
     report = PartReport(f"{study.get('part', 'table')}-robustness", TITLE)
@@ -241,6 +410,16 @@ def robustness_report(records: Sequence[Rec], study: Mapping[str, Any]) -> PartR
     if corruptions:
         report.figures.append(severity_figure(rows, colors, len(corruptions)))
         report.figures += [corruption_figure(rows, arch, colors) for arch in _order(rows, "arch")]
+    certified = certify_rows(records)
+    if certified:
+        report.tables.append(certify_table(records))
+        report.figures.append(certify_figure(certified, colors))
+    calibration = calibration_rows(records)
+    if calibration:
+        report.tables.append(calibration_table(calibration))
+        figure = reliability_figure(calibration, colors)
+        if figure is not None:
+            report.figures.append(figure)
     return report
 
 

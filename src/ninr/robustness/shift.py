@@ -18,7 +18,7 @@ from ninr.data.base import Dataset
 from ninr.errors import ConfigError, fail
 from ninr.registry import Registry
 from ninr.rng import make_generator
-from ninr.robustness.corruptions.base import check_images, get_corruption
+from ninr.robustness.corruptions.base import check_images, check_labels, get_corruption
 
 Split = tuple[torch.Tensor, torch.Tensor]
 ShiftFn = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -68,8 +68,7 @@ def labelled_split(data: Any, name: str = "data") -> Split:
     else:
         raise fail(name, "a ninr.data.Dataset or an (x, y) pair", type(data).__name__)
     check_images(x, f"{name} images")
-    if not isinstance(y, torch.Tensor) or y.dtype != torch.int64 or y.shape != (len(x),):
-        raise fail(f"{name} labels", f"an int64 tensor of shape ({len(x)},)", getattr(y, "shape", y))
+    check_labels(y, len(x), f"{name} labels")
     return x, y
 
 

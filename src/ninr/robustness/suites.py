@@ -1,6 +1,7 @@
 """Evaluation suites: which corruptions, noise curves, attacks and shifts an evaluation runs, as data.
 
-A :class:`Suite` is frozen and validated at construction; :data:`SUITES` names the built-in ones
+A :class:`Suite` is frozen and validated at construction (a :class:`CertifySpec` adds randomized-smoothing
+certification); :data:`SUITES` names the built-in ones
 (``ninr list suites``) and :func:`get_suite` applies overrides of severities, noise stds and epsilons.
 """
 
@@ -11,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ninr.errors import check_choice, check_nonneg, check_positive_int, fail
+from ninr.errors import check_choice, check_nonneg, check_positive, check_positive_int, fail
 from ninr.registry import Registry
 from ninr.robustness.attacks import ATTACKS, NORMS, check_epsilons
 from ninr.robustness.corruptions import CORRUPTIONS, INTENSITY_NAMES, get_corruption
@@ -22,6 +23,48 @@ from ninr.robustness.shift import SHIFTS
 NOISE_STDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
 # L-inf budgets for [0, 1] Fashion-MNIST pixels, from barely visible (0.01 ~ 2.5/255) to strong (0.1).
 LINF_EPSILONS = (0.01, 0.03, 0.05, 0.1)
+# L2 radii at which certified accuracy is reported. With n = 10,000 samples and alpha = 0.001 the largest
+# certifiable radius is sigma * Phi^-1(0.001 ** (1 / 10000)) = 3.2 sigma: 0.8 at sigma 0.25, 1.6 at sigma 0.5.
+CERTIFY_RADII = tuple(round(0.1 * i, 1) for i in range(16))
+# Cohen et al. certify every 20th test image of CIFAR-10 (500 images); the first 500 test images here.
+CERTIFY_EXAMPLES = 500
+
+
+@dataclass(frozen=True)
+class CertifySpec:
+    """Randomized-smoothing certification (:func:`ninr.robustness.certify.certify`) of a suite.
+
+    Attributes:
+        sigmas: smoothing noise stds (> 0), one certification each.
+        radii: L2 radii (>= 0) at which certified accuracy is recorded.
+        n0: selection samples per example; n: estimation samples per example.
+        alpha: failure probability of each certificate, in (0, 1).
+        examples: certify the first ``examples`` examples (``None``: all); each costs ``n0 + n`` forward rows.
+    """
+
+    sigmas: tuple[float, ...] = (0.25,)
+    radii: tuple[float, ...] = CERTIFY_RADII
+    n0: int = 100
+    n: int = 10_000
+    alpha: float = 0.001
+    examples: int | None = CERTIFY_EXAMPLES
+
+    def __post_init__(self) -> None:
+        sigmas = tuple(check_positive("sigma", v) for v in _tuple(self.sigmas, "sigmas"))
+        if not sigmas:
+            raise fail("sigmas", "a non-empty list", list(sigmas))
+        radii = tuple(check_nonneg("radius", v) for v in _tuple(self.radii, "radii"))
+        if not radii:
+            raise fail("radii", "a non-empty list", list(radii))
+        object.__setattr__(self, "sigmas", sigmas)
+        object.__setattr__(self, "radii", radii)
+        check_positive_int("n0", self.n0)
+        check_positive_int("n", self.n)
+        ok = isinstance(self.alpha, int | float) and not isinstance(self.alpha, bool) and 0 < self.alpha < 1
+        if not ok:
+            raise fail("alpha", "a number in (0, 1)", self.alpha)
+        if self.examples is not None:
+            check_positive_int("examples", self.examples)
 
 
 @dataclass(frozen=True)
@@ -65,6 +108,7 @@ class Suite:
         attacks: attacks evaluated at every budget in ``epsilons``.
         epsilons: budgets (>= 0).
         shifts: names in :data:`ninr.robustness.shift.SHIFTS`.
+        certify: randomized-smoothing certification, or ``None``.
     """
 
     corruptions: tuple[str, ...] = ()
@@ -74,6 +118,7 @@ class Suite:
     attacks: tuple[AttackSpec, ...] = ()
     epsilons: tuple[float, ...] = ()
     shifts: tuple[str, ...] = field(default=())
+    certify: CertifySpec | None = None
 
     def __post_init__(self) -> None:
         names = tuple(get_corruption(n).name for n in _tuple(self.corruptions, "corruptions"))
@@ -93,6 +138,8 @@ class Suite:
         object.__setattr__(self, "epsilons", eps)
         for name in _tuple(self.shifts, "shifts"):
             SHIFTS.get(name)
+        if self.certify is not None and not isinstance(self.certify, CertifySpec):
+            raise fail("certify", "a CertifySpec or None", self.certify)
 
     def replace(self, **changes: Any) -> Suite:
         """A copy with some fields changed (validated again)."""
@@ -136,6 +183,18 @@ def attacks_suite() -> Suite:
 def shift_suite() -> Suite:
     """Every built-in shifted test set."""
     return Suite(shifts=tuple(SHIFTS.names()))
+
+
+@SUITES.register("certify")
+def certify_suite() -> Suite:
+    """Randomized smoothing: certified L2 accuracy at sigma 0.25 (n0 100, n 10,000, alpha 0.001, 500 images)."""
+    return Suite(certify=CertifySpec())
+
+
+@SUITES.register("certify-sigmas")
+def certify_sigmas_suite() -> Suite:
+    """Randomized smoothing at sigma 0.12, 0.25 and 0.5 (three times the cost of ``certify``)."""
+    return Suite(certify=CertifySpec(sigmas=(0.12, 0.25, 0.5)))
 
 
 @SUITES.register("all")

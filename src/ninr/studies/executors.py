@@ -11,15 +11,27 @@ were already executing (nothing finished is lost), then raise the first error.
 
 Threads: a process-pool worker, and a Dask worker process started by ``--dask-local``, sets
 ``torch.set_num_threads(max(1, cores // workers))`` so that N workers do not oversubscribe the CPU.
+
+Tasks are taken from the iterable as they are handed out: the in-process executor takes one when the last
+has finished, the process pool one per free worker (so a session claims a run in the store only when a
+worker is about to start it), Dask all at once.
+
+A process-pool worker exits when the process that started the pool dies, even by ``kill -9``
+(:func:`exit_with_parent`): otherwise it would wait on its task queue for good, and with it the
+multiprocessing resource tracker, which exits once every process holding its pipe has.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import ctypes
 import logging
 import multiprocessing
 import os
 import platform
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
@@ -96,6 +108,70 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+PARENT_POLL_S = 0.5
+"""Seconds between two checks, by a worker's watchdog thread, that the process that started it still runs. Where
+the parent-death signal is available (Linux) it ends the worker at once and the poll is the fallback; elsewhere a
+worker outlives a killed parent by at most this long (plus the time to reach the next Python bytecode)."""
+ORPHAN_EXIT_CODE = 70
+"""The exit status of a worker that exits because its parent died (nobody reads it: the parent is gone)."""
+PARENT_DEATH_SIGNAL = getattr(signal, "SIGUSR1", None)
+"""The signal the kernel sends a pool worker when its parent dies (Linux ``prctl(PR_SET_PDEATHSIG)``). Not SIGKILL:
+the kernel sends it when the *thread* that started the worker exits, which need not be the end of the process (a
+pool used from a thread that finishes before it), so the handler first checks that the parent process is gone."""
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _set_parent_death_signal(sig: int) -> bool:
+    """Ask the kernel to send ``sig`` to this process when its parent dies (Linux); whether it was done."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return False
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    return bool(prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0) == 0)
+
+
+def _watch_parent(parent_pid: int, poll_s: float) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(poll_s)
+    os._exit(ORPHAN_EXIT_CODE)
+
+
+def exit_with_parent(parent_pid: int, *, poll_s: float = PARENT_POLL_S, death_signal: bool = True) -> None:
+    """Make this process exit (``os._exit``) as soon as its parent, the process ``parent_pid``, is gone.
+
+    Two mechanisms: on Linux (``death_signal``, from the main thread) the kernel's parent-death signal
+    (:data:`PARENT_DEATH_SIGNAL`), whose handler exits once ``os.getppid()`` is no longer ``parent_pid``; and
+    everywhere a daemon thread that polls ``os.getppid()`` every ``poll_s`` seconds. An orphan is re-parented
+    (to init or a subreaper), so its ``getppid()`` changes when its parent dies. A parent that died before this
+    call is caught by the first check.
+    """
+    if (
+        death_signal
+        and PARENT_DEATH_SIGNAL is not None
+        and threading.current_thread() is threading.main_thread()
+        and _set_parent_death_signal(PARENT_DEATH_SIGNAL)
+    ):
+
+        def on_parent_death(signum: int, frame: Any) -> None:
+            if os.getppid() != parent_pid:
+                os._exit(ORPHAN_EXIT_CODE)
+
+        signal.signal(PARENT_DEATH_SIGNAL, on_parent_death)
+    if os.getppid() != parent_pid:
+        os._exit(ORPHAN_EXIT_CODE)
+    threading.Thread(target=_watch_parent, args=(parent_pid, poll_s), name="ninr-parent-watch", daemon=True).start()
+
+
+def _worker_init(threads: int | None, parent_pid: int) -> None:
+    """A pool worker's initializer: exit with the parent, then set the torch threads."""
+    exit_with_parent(parent_pid)
+    _set_threads(threads)
+
+
 def _task(task: Task, run_fn: TaskFn, threads: int | None) -> list[RunResult]:
     """The unit of work a worker executes (module level: picklable by reference)."""
     _set_threads(threads)
@@ -145,7 +221,10 @@ class PoolExecutor(Executor):
         self.workers = check_positive_int("workers", workers)
         self.threads = threads if threads is not None else max(1, available_cores() // workers)
         self._pool = cf.ProcessPoolExecutor(
-            workers, mp_context=multiprocessing.get_context(context), initializer=_set_threads, initargs=(self.threads,)
+            workers,
+            mp_context=multiprocessing.get_context(context),
+            initializer=_worker_init,
+            initargs=(self.threads, os.getpid()),
         )
 
     def describe(self) -> str:
@@ -156,18 +235,26 @@ class PoolExecutor(Executor):
         return self.workers
 
     def map(self, tasks: Iterable[Task], run_fn: TaskFn = run_planned) -> Iterator[RunResult]:
-        futures = [self._pool.submit(_task, task, run_fn, None) for task in tasks]
+        """Yield each task's results as it finishes, with at most one task per worker handed out at a time: the
+        next task is taken from ``tasks`` when a worker is free (after an error, none is)."""
+        queue = iter(tasks)
+        running: set[cf.Future[list[RunResult]]] = set()
         error: BaseException | None = None
-        for fut in cf.as_completed(futures):
-            if fut.cancelled():
-                continue
-            exc = fut.exception()
-            if exc is None:
-                yield from fut.result()
-            elif error is None:
-                error = exc
-                for other in futures:
-                    other.cancel()  # queued runs never start; running ones finish and are yielded
+        while True:
+            while error is None and len(running) < self.workers:
+                task = next(queue, None)
+                if task is None:
+                    break
+                running.add(self._pool.submit(_task, task, run_fn, None))
+            if not running:
+                break
+            finished, running = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            for fut in finished:
+                exc = fut.exception()
+                if exc is None:
+                    yield from fut.result()
+                elif error is None:
+                    error = exc  # no new task starts; the running ones finish and are yielded
         if error is not None:
             raise error
 
@@ -175,13 +262,41 @@ class PoolExecutor(Executor):
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+SCHEDULER_TIMEOUT_S = 10.0
+"""Seconds to wait for a Dask scheduler to answer before refusing its address. Dask's own default (30 s) is
+for slow links; a running scheduler answers in well under a second on a LAN and in a few on a slow WAN with
+TLS, so 10 s refuses a wrong or dead address quickly without refusing a slow live one."""
+
+
+def connect(scheduler: str, timeout_s: float | None = None) -> Any:
+    """A ``distributed.Client`` of the scheduler at ``scheduler``; a malformed address, or one where no scheduler
+    answers within ``timeout_s`` (default :data:`SCHEDULER_TIMEOUT_S`), raises :class:`ConfigError` naming the
+    address."""
+    from distributed import Client
+
+    try:
+        return Client(scheduler, timeout=SCHEDULER_TIMEOUT_S if timeout_s is None else timeout_s)
+    except (OSError, ValueError, TypeError) as exc:  # a timeout is an OSError; a malformed address a ValueError
+        raise ConfigError(
+            f"`scheduler` must be the address of a running Dask scheduler (tcp://HOST:PORT), got {scheduler!r} ({exc})"
+        ) from None
+
+
 class DaskExecutor(Executor):
-    """A Dask cluster: an existing scheduler (``tcp://host:port``) or a LocalCluster of ``local_workers``."""
+    """A Dask cluster: an existing scheduler (``tcp://host:port``) or a LocalCluster of ``local_workers``.
+
+    ``connect_timeout_s``: how long to wait for an existing scheduler to answer (:data:`SCHEDULER_TIMEOUT_S`).
+    """
 
     name = "dask"
 
     def __init__(
-        self, *, scheduler: str | None = None, local_workers: int | None = None, processes: bool = True
+        self,
+        *,
+        scheduler: str | None = None,
+        local_workers: int | None = None,
+        processes: bool = True,
+        connect_timeout_s: float | None = None,
     ) -> None:
         try:
             from distributed import Client, LocalCluster
@@ -194,7 +309,7 @@ class DaskExecutor(Executor):
         self.local_workers = local_workers
         if scheduler is not None:
             self.where = scheduler
-            self.client: Any = Client(scheduler)
+            self.client: Any = connect(scheduler, connect_timeout_s)
         else:
             n = check_positive_int("local_workers", local_workers)
             self.cluster = LocalCluster(

@@ -3,12 +3,18 @@
 :func:`run_study` is what ``ninr sweep`` and ``ninr reproduce`` call for each part. Each finished
 run is written to the store the moment its result arrives, so an interrupted session loses only
 the runs that were executing; ``resume=True`` then skips every run id already in the store.
+
+Two sessions on one store (two ``--resume`` commands started side by side, or one started while another
+runs) train each run once: a session claims each run just before it executes it
+(:class:`ninr.studies.store.Claims`), skips runs another live process has claimed, and when it has nothing
+else to do waits for them (:func:`execute_into`). The concurrency paragraph of docs/experiments.md says
+exactly what the second session does.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +27,7 @@ from ninr.studies.part import PARTS
 from ninr.studies.preset import Preset
 from ninr.studies.progress import Progress
 from ninr.studies.spec import RunSpec
-from ninr.studies.store import ResultStore, RunResult
+from ninr.studies.store import Claims, ResultStore, RunResult
 from ninr.studies.tasks import Task, describe_plan, pending, plan_tasks, stacking
 from ninr.train.setup import versions
 
@@ -36,10 +42,14 @@ class StudySummary:
     new: int
     resumed: int
     elapsed_s: float
+    others: int = 0
+    """Runs another process finished while this session ran (claimed by it, see :func:`execute_into`)."""
 
     def line(self) -> str:
-        """``"table: 36 runs (30 new, 6 resumed) in 192.0s -> results/quick/table"``."""
-        counts = f"{self.total} runs ({self.new} new, {self.resumed} resumed)"
+        """``"table: 36 runs (30 new, 6 resumed) in 192.0s -> results/quick/table"`` (and ``, 4 by another
+        process`` where another process finished some of them meanwhile)."""
+        others = f", {self.others} by another process" if self.others else ""
+        counts = f"{self.total} runs ({self.new} new, {self.resumed} resumed{others})"
         return f"{self.part}: {counts} in {self.elapsed_s:.1f}s -> {self.store.root}"
 
 
@@ -99,6 +109,100 @@ def plan(
     return [s for s in specs if s.run_id not in finished], finished
 
 
+CLAIM_POLL_S = 1.0
+"""Seconds between two looks at the runs another process holds, while a session waits for them (a run takes
+seconds to hours; a look reads one small file per run)."""
+
+
+def _stamp(store: ResultStore, run_id: str) -> int | None:
+    """The mtime of run ``run_id``'s file (``None``: there is none)."""
+    try:
+        return store.path(run_id).stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
+
+
+def _written_since(store: ResultStore, stamps: Mapping[str, int | None], run_id: str) -> bool:
+    """Whether run ``run_id``'s file was written since ``stamps`` were taken and is readable (a run another process
+    finished; a run present before, which a ``redo`` session recomputes, does not count until it is rewritten)."""
+    return _stamp(store, run_id) != stamps.get(run_id) and store.has(run_id)
+
+
+def _claimed(
+    tasks: Iterable[Task],
+    store: ResultStore,
+    claims: Claims,
+    stamps: Mapping[str, int | None],
+    done: set[str],
+    waiting: set[str],
+    others: set[str],
+    progress: Progress | None,
+) -> Iterator[Task]:
+    """``tasks`` less what this session does not hold, claiming each run as its task is about to be handed out.
+
+    A run another live process holds joins ``waiting``; a run finished meanwhile (by another process) joins
+    ``done`` and ``others``. A task with runs held elsewhere is cut down as a resumed stack is
+    (:func:`ninr.studies.tasks.pending`): only this session's runs, or the whole stack where composition changes
+    records, of which only this session's runs are written.
+    """
+    for task in tasks:
+        mine: list[str] = []
+        for spec in task.specs:
+            run_id = spec.run_id
+            if run_id in done:
+                continue
+            if not claims.acquire(run_id):
+                waiting.add(run_id)
+                continue
+            if _written_since(store, stamps, run_id):  # finished by another process since this session began
+                claims.release(run_id)
+                _finished_elsewhere(run_id, store, done, others, progress)
+                continue
+            mine.append(run_id)
+        if mine:
+            yield from pending([task], {s.run_id for s in task.specs} - set(mine))
+
+
+def _finished_elsewhere(
+    run_id: str, store: ResultStore, done: set[str], others: set[str], progress: Progress | None
+) -> None:
+    done.add(run_id)
+    others.add(run_id)
+    if progress is not None:
+        progress.message(f"   run {run_id}: finished by another process")
+
+
+def _wait_for(
+    waiting: set[str],
+    store: ResultStore,
+    claims: Claims,
+    stamps: Mapping[str, int | None],
+    done: set[str],
+    others: set[str],
+    progress: Progress | None,
+) -> set[str]:
+    """Wait until a run of ``waiting`` is finished by its holder (it joins ``done`` and ``others``) or may be
+    claimed (released, or stale: its holder died); returns those that may be claimed, once there are some or
+    nothing is left to wait for."""
+    if progress is not None:
+        holders = sorted({h.describe() for h in map(store.claim_holder, sorted(waiting)) if h is not None})
+        progress.message(
+            f"   waiting for {len(waiting)} run(s) claimed by another process ({'; '.join(holders) or 'unknown'})"
+        )
+    while True:
+        free = set()
+        for run_id in sorted(waiting):
+            if _written_since(store, stamps, run_id):
+                waiting.discard(run_id)
+                _finished_elsewhere(run_id, store, done, others, progress)
+            elif store.claimable(run_id, stale_s=claims.stale_s):
+                free.add(run_id)
+        if free or not waiting:
+            waiting -= free
+            return free
+        time.sleep(CLAIM_POLL_S)
+
+
 def execute_into(
     tasks: Sequence[Task],
     store: ResultStore,
@@ -112,22 +216,42 @@ def execute_into(
 ) -> int:
     """Execute ``tasks``, writing each result to ``store`` as it arrives; returns how many runs were written.
 
-    A result whose run id is in ``finished`` (a stack retrained whole to recompute its missing runs) is
-    not written: a finished run is never rewritten. The session (executor, counts, elapsed time, and
-    whether it completed, failed or was interrupted) is appended to the store's ``sessions.jsonl`` in
-    every case.
+    Each run is claimed in the store as its task is handed to the executor (:class:`ninr.studies.store.Claims`)
+    and released when its file is written, or when the session ends however it ends. A run another live process
+    holds is skipped; once everything else is done the session waits for it, polling every
+    :data:`CLAIM_POLL_S`: a run its holder finishes is counted as finished by another process, and a run whose
+    claim is released or goes stale (its holder died) is claimed and executed here. So two sessions on one store
+    execute each run once.
+
+    A result whose run this session does not hold (a stack retrained whole to recompute its missing runs) is not
+    written: a finished run is never rewritten. The session (executor, counts, elapsed time, and whether it
+    completed, failed or was interrupted) is appended to the store's ``sessions.jsonl`` in every case.
     """
-    done = finished or set()
+    done = set(finished or ())
     todo = len({s.run_id for t in tasks for s in t.specs} - done)
     started, new, status = time.perf_counter(), 0, "interrupted"
+    others: set[str] = set()
     try:
-        for result in executor.map(tasks, run_fn):
-            if result.run_id in done:
-                continue
-            store.write(result)
-            new += 1
-            if progress is not None:
-                progress.update(result)
+        with Claims(store) as claims:
+            everything = {s.run_id for t in tasks for s in t.specs}
+            stamps = {run_id: _stamp(store, run_id) for run_id in everything}
+            remaining: Sequence[Task] = tasks
+            waiting: set[str] = set()  # held by another live process
+            while True:
+                claimed = _claimed(remaining, store, claims, stamps, done, waiting, others, progress)
+                for result in executor.map(claimed, run_fn):
+                    if not claims.holds(result.run_id):
+                        continue
+                    store.write(result)
+                    claims.release(result.run_id)
+                    done.add(result.run_id)
+                    new += 1
+                    if progress is not None:
+                        progress.update(result)
+                if not waiting:
+                    break
+                free = _wait_for(waiting, store, claims, stamps, done, others, progress)
+                remaining = pending(tasks, everything - free)
         status = "completed"
     except Exception as exc:
         status = f"failed: {type(exc).__name__}: {exc}"
@@ -136,7 +260,7 @@ def execute_into(
         entry = {"label": label, "finished_at": _now(), "elapsed_s": time.perf_counter() - started}
         entry |= {"executor": executor.describe(), "total": total if total is not None else todo}
         entry |= {"new": new, "todo": todo, "tasks": len(tasks), "stacks": sum(t.stacked for t in tasks)}
-        entry |= {"status": status}
+        entry |= {"by_others": len(others), "status": status}
         store.log_session(entry)
     return new
 
@@ -202,7 +326,9 @@ def run_part(
         )
     finally:
         progress.close()
-    return StudySummary(part, store, len(specs), new, len(finished), time.perf_counter() - started)
+    # every run is finished now: before this session, by it, or by another process that held its claim
+    others = max(0, len(store.run_ids() & {s.run_id for s in specs}) - len(finished) - new) if todo else 0
+    return StudySummary(part, store, len(specs), new, len(finished), time.perf_counter() - started, others)
 
 
 def run_study(

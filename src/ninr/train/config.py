@@ -17,6 +17,7 @@ from typing import Any
 from ninr.errors import (
     ConfigError,
     check_choice,
+    check_device,
     check_nonneg_int,
     check_positive,
     check_positive_int,
@@ -52,7 +53,8 @@ class TrainConfig:
         lr: SGD learning rate.
         momentum: SGD momentum (the paper's setting is plain SGD: 0).
         batch_size: examples per SGD step.
-        epochs: passes over the training set.
+        epochs: passes over the training set, at least 1 (a run of 0 epochs would train nothing and record
+            nothing); ``max_steps`` may end the run earlier.
         max_steps: stop after this many SGD steps in total (``None``: no limit).
         seed: the one seed every random stream of the run derives from.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
@@ -84,14 +86,13 @@ class TrainConfig:
         check_positive("lr", self.lr)
         check_probability("momentum", self.momentum)
         check_positive_int("batch_size", self.batch_size)
-        check_nonneg_int("epochs", self.epochs)
+        check_positive_int("epochs", self.epochs)
         if self.max_steps is not None:
             check_positive_int("max_steps", self.max_steps)
         check_nonneg_int("seed", self.seed)
         check_positive_int("eval_batch_size", self.eval_batch_size)
         check_choice("precision", self.precision, PRECISIONS)
-        if not isinstance(self.device, str) or not self.device:
-            raise fail("device", "a torch device string such as 'cpu' or 'cuda'", self.device)
+        check_device("device", self.device)  # the format only: a config may be written where its device is absent
         names = [m.name for m in self.methods]
         if len(set(names)) != len(names):
             raise fail("methods", "a list without repeats", names)

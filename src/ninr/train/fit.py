@@ -8,13 +8,19 @@ their gradient hooks on the run's own model, and each run's callbacks see the ru
 epoch each run is evaluated and gets one record (:func:`epoch_record`).
 
 The backend (:mod:`ninr.train.backends`) only lays the computation out: one model, or K as one stack.
+
+Epoch checkpoints (one run): after each epoch's callbacks, ``fit(..., checkpoint=save)`` hands ``save`` a
+:func:`snapshot` of everything the rest of the run depends on (model, optimizer state, the global step, the
+data-order, method and noise-module generators, torch's global RNG, the records so far), and
+``fit(..., resume=snapshot)`` continues from one: on the same machine, thread count and code path the
+continued run computes bit for bit what the uninterrupted run computes after that epoch.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +32,7 @@ from ninr.data.base import Dataset
 from ninr.errors import NinrError
 from ninr.methods.base import Method, StepContext
 from ninr.nn.attach import niws
+from ninr.nn.modes import NoiseModule
 from ninr.perf import autocast, check_precision
 from ninr.rng import make_generator
 from ninr.train.backends.base import Backend
@@ -62,22 +69,35 @@ class _Run:
         return StepContext(step, self.state.epoch, self.method_gens[method])
 
 
+Snapshot = dict[str, Any]
+"""What :func:`snapshot` returns: ``{"tensors": {...}, "info": {...}}`` (tensors and JSON-ready data apart)."""
+
+
 def fit(
     backend: Backend,
     data: Dataset,
     configs: Sequence[TrainConfig],
     methods: Sequence[Sequence[Method]],
     callbacks: Sequence[Sequence[Callback]] | None = None,
+    *,
+    resume: Mapping[str, Any] | None = None,
+    checkpoint: Callable[[Snapshot], None] | None = None,
 ) -> list[FitState]:
     """Train the K runs of ``backend`` in place; returns each run's final state, with one record per epoch.
 
     ``configs``, ``methods`` and ``callbacks`` hold one entry per run (``callbacks=None``: none). Fields shared
     by a stack (epochs, batch size, precision, ...) are read from ``configs[0]``.
+
+    One run (K = 1) may be checkpointed and resumed: ``checkpoint`` is called with a :func:`snapshot` after each
+    epoch's callbacks, and ``resume`` (such a snapshot) restores the run before ``on_train_start`` and continues
+    with the epoch after it (its callbacks see ``state.epoch`` and ``state.records`` as restored).
     """
     k = backend.k
     per_run = [list(c) for c in callbacks] if callbacks is not None else [[] for _ in range(k)]
     if not len(configs) == len(methods) == len(per_run) == k:
         raise NinrError(f"fit: one config, method list and callback list per run ({k}) are needed")
+    if (resume is not None or checkpoint is not None) and k != 1:
+        raise NinrError(f"fit: epoch checkpoints and resuming are for one run, got a stack of {k}")
     cfg, device = configs[0], data.x_train.device
     check_precision(cfg.precision, device)
     steps_per_epoch = math.ceil(len(data.x_train) / cfg.batch_size)
@@ -92,11 +112,15 @@ def fit(
         )
         for c, ms, cbs, model, opt in zip(configs, methods, per_run, backend.models, backend.optimizers, strict=True)
     ]
+    first = 0 if resume is None else restore(runs[0], resume)
     for run in runs:
         for cb in run.callbacks:
             cb.on_train_start(run.state)
     loop = _Epochs(backend, data, runs)
-    for epoch in range(cfg.epochs):
+    if resume is not None:
+        loop.step = int(resume["info"]["step"])
+        restore_global_rng(resume, device)  # last: callbacks above must not draw from it, and the run then does
+    for epoch in range(first, cfg.epochs):
         running = [r for r in runs if r.state.status == "running"]
         if not running:
             break
@@ -113,12 +137,92 @@ def fit(
             run.state.records.append(record)
             for cb in run.callbacks:
                 cb.on_epoch_end(run.state, record)
+        if checkpoint is not None:
+            checkpoint(snapshot(runs[0], epoch + 1, loop.step))
     for run in runs:
         if run.state.status == "running":
             run.state.status = "completed"
         for cb in run.callbacks:
             cb.on_train_end(run.state)
     return [run.state for run in runs]
+
+
+def _noise_modules(model: nn.Module) -> dict[str, NoiseModule]:
+    return {name: m for name, m in model.named_modules() if isinstance(m, NoiseModule)}
+
+
+def snapshot(run: _Run, epochs_done: int, step: int) -> Snapshot:
+    """Everything the rest of ``run`` depends on after ``epochs_done`` epochs (global step ``step``).
+
+    ``tensors``: the model's state_dict, the optimizer's, and every generator's state: the run's data order, each
+    method's stream, each noise module's per-device streams (by module name) and torch's global generator (and
+    the CUDA one on a CUDA device), which code the library does not own draws from inside the run's scoped
+    global seed. ``info``: the epoch and step counts, the status and the records so far.
+    """
+    state, device = run.state, run.order.device
+    rng: dict[str, Any] = {
+        "data_order": run.order.get_state(),
+        "methods": [g.get_state() for g in run.method_gens],
+        "noise": {
+            name: {str(dev): s for dev, s in m.get_rng_state().items()}
+            for name, m in _noise_modules(state.model).items()
+        },
+        "global": torch.get_rng_state(),
+    }
+    if device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(device)
+    tensors: dict[str, Any] = {
+        "model": state.model.state_dict(),
+        "optimizer": state.optimizer.state_dict(),
+        "rng": rng,
+        "loss": None if state.loss is None else state.loss.detach().cpu(),
+    }
+    info = {
+        "epochs_done": epochs_done,
+        "step": step,
+        "state_step": state.step,
+        "status": state.status,
+        "records": [dict(r) for r in state.records],
+    }
+    return {"tensors": tensors, "info": info}
+
+
+def restore(run: _Run, saved: Mapping[str, Any]) -> int:
+    """Put ``run`` (just prepared, not yet trained) in the state a :func:`snapshot` describes; returns the epochs
+    done. torch's global generator is restored separately (:func:`restore_global_rng`), right before training.
+
+    Raises:
+        NinrError: The snapshot's generators or noise modules do not match this run's (another setup).
+    """
+    tensors, info = saved["tensors"], saved["info"]
+    state, rng = run.state, tensors["rng"]
+    modules = _noise_modules(state.model)
+    if set(rng["noise"]) - set(modules) or len(rng["methods"]) != len(run.method_gens):
+        raise NinrError(
+            f"the checkpoint's noise modules {sorted(rng['noise'])} and {len(rng['methods'])} method stream(s) "
+            f"do not match this run's {sorted(modules)} and {len(run.method_gens)}"
+        )
+    state.model.load_state_dict(tensors["model"])
+    state.optimizer.load_state_dict(tensors["optimizer"])
+    run.order.set_state(rng["data_order"])
+    for gen, s in zip(run.method_gens, rng["methods"], strict=True):
+        gen.set_state(s)
+    for name, states in rng["noise"].items():
+        modules[name].set_rng_state({torch.device(dev): s for dev, s in states.items()})
+    loss = tensors["loss"]
+    state.loss = None if loss is None else loss.to(run.order.device)
+    state.step, state.status = int(info["state_step"]), str(info["status"])
+    state.records = [dict(r) for r in info["records"]]
+    state.epoch = int(info["epochs_done"])
+    return int(info["epochs_done"])
+
+
+def restore_global_rng(saved: Mapping[str, Any], device: torch.device) -> None:
+    """Set torch's global generator (and the CUDA one on ``device``) as a :func:`snapshot` recorded them."""
+    rng = saved["tensors"]["rng"]
+    torch.set_rng_state(rng["global"])
+    if device.type == "cuda" and "cuda" in rng:
+        torch.cuda.set_rng_state(rng["cuda"], device)
 
 
 class _Epochs:

@@ -12,9 +12,10 @@ Stacked and one-by-one training give each run the same records to float toleranc
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from torch import nn
 
 from ninr.data.base import Dataset, load_dataset
 from ninr.errors import ConfigError, check_positive_int
+from ninr.methods.base import Method
 from ninr.models.layers import channel_stats
 from ninr.perf import check_precision, use_channels_last
 from ninr.rng import derive_seed, scoped_global_seed
@@ -33,7 +35,7 @@ from ninr.train.backends.stacked import StackedBackend
 from ninr.train.backends.stacked_net import NotStackableError
 from ninr.train.callbacks import Callback, FitState
 from ninr.train.config import TrainConfig, canonical_json
-from ninr.train.fit import fit
+from ninr.train.fit import Snapshot, fit
 from ninr.train.setup import (
     PreparedRun,
     build_setup,
@@ -84,15 +86,54 @@ def train(
     out_dir: str | Path | None = None,
     overwrite: bool = False,
     callbacks: Sequence[Callback] = (),
+    resume: bool = False,
 ) -> TrainResult:
     """Train one run described by ``config``; with ``out_dir``, write its run directory.
+
+    With ``out_dir`` the run's state is checkpointed after every epoch (``epoch.pt``). ``resume``: ``out_dir``
+    holds this run (its ``config.json`` has this run's id), interrupted or finished; it continues from the
+    end of its last checkpointed epoch, in place (:func:`resume_refusal` says which runs are refused). On the same
+    machine, thread count and code path the records and final weights equal those of an uninterrupted run
+    (tested); ``callbacks`` are not checkpointed: they see ``on_train_start`` with the restored epoch and
+    records, then the remaining epochs.
 
     Example:
         >>> cfg = TrainConfig(dataset="synthetic", epochs=1, max_steps=2)
         >>> train(cfg).status
         'stopped'
     """
-    return _train_group([config], data, [out_dir], overwrite, [list(callbacks)], stacked=False)[0]
+    if resume and (out_dir is None or overwrite):
+        raise ConfigError("`resume` needs `out_dir` (the run directory to continue) and no `overwrite`")
+    return _train_group([config], data, [out_dir], overwrite, [list(callbacks)], stacked=False, resume=resume)[0]
+
+
+def resume_refusal(methods: Sequence[Method]) -> str | None:
+    """Why a run with ``methods`` cannot be resumed exactly from an epoch checkpoint (``None``: it can).
+
+    An epoch checkpoint holds the model, the optimizer and every generator the loop hands out (a method's own
+    stream, its noise modules'). A method is resumable when it keeps no state of its own besides: its instance
+    holds nothing but its hyperparameters (dataclass fields), and it is one of ninr's own methods or its class
+    declares ``resumable = True`` (a plugin that keeps everything in the model, its noise modules and its
+    stream). ``resumable = False`` refuses.
+    """
+    for method in methods:
+        cls = type(method)
+        fields: set[str] = {f.name for f in dataclasses.fields(method)} if dataclasses.is_dataclass(method) else set()
+        extra = sorted(set(getattr(method, "__dict__", {})) - fields)
+        declared = getattr(cls, "resumable", None)
+        why = ""
+        if extra:
+            why = f"it keeps state besides its hyperparameters ({', '.join(extra)}), which no checkpoint holds"
+        elif declared is False:
+            why = "its class declares resumable = False"
+        elif declared is None and not cls.__module__.startswith("ninr.methods."):
+            why = (
+                f"its class ({cls.__module__}.{cls.__qualname__}) does not declare `resumable = True` (a method whose "
+                "state lives only in the model, its noise modules and its own stream)"
+            )
+        if why:
+            return f"method {method.name!r} cannot be resumed exactly: {why}"
+    return None
 
 
 def train_stacked(
@@ -180,16 +221,62 @@ def _train_group(
     overwrite: bool,
     callbacks: Sequence[Sequence[Callback]],
     stacked: bool,
+    resume: bool = False,
 ) -> list[TrainResult]:
-    """Prepare, train (one model, or one stack) and write ``configs``; one result per config."""
-    started = time.perf_counter()
+    """Prepare, train (one model, or one stack) and write ``configs``; one result per config.
+
+    An output directory that holds a run (with ``overwrite``) is not touched until the new run has finished:
+    the new run is written beside it (:func:`ninr.train.rundir.prepare_run_dir`) and swapped in at the end;
+    if anything fails or interrupts it first, the new run's directory is deleted and the old run stays.
+    ``resume`` (one run): continue the run in its directory, in place; a failure leaves it to resume again.
+    """
     cfg = configs[0]
     check_precision(cfg.precision, cfg.device)
     for c in configs:
         resolve(c)  # bad names and hyperparameters fail before anything is written
-    outs = [None if d is None else rundir.prepare_run_dir(Path(d), overwrite=overwrite) for d in out_dirs]
+    targets = [None if d is None else Path(d) for d in out_dirs]
+    if resume:
+        return _train_into(configs, data, targets, callbacks, stacked, resume=True)
+    for target in targets:  # refuse before creating anything
+        if target is not None:
+            rundir.check_run_dir(target, overwrite=overwrite)
+    prepared: list[tuple[Path, bool] | None] = []
+    try:
+        for target in targets:
+            prepared.append(None if target is None else rundir.prepare_run_dir(target, overwrite=overwrite))
+        outs = [None if p is None else p[0] for p in prepared]
+        results = _train_into(configs, data, outs, callbacks, stacked)
+    except BaseException:
+        for p in prepared:
+            if p is not None and p[1]:
+                rundir.discard(p[0])
+        raise
+    for result, target, p in zip(results, targets, prepared, strict=True):
+        if p is not None and p[1] and target is not None:
+            rundir.replace_run_dir(p[0], target)
+        result.out_dir = target
+    return results
+
+
+def _train_into(
+    configs: Sequence[TrainConfig],
+    data: Dataset | None,
+    outs: Sequence[Path | None],
+    callbacks: Sequence[Sequence[Callback]],
+    stacked: bool,
+    resume: bool = False,
+) -> list[TrainResult]:
+    """Train ``configs`` and write each run's files into its directory of ``outs`` (``None``: none).
+
+    A run trained on its own with a directory checkpoints every epoch (``epoch.pt``); ``resume`` continues it
+    from there (:func:`_resume_from`).
+    """
+    started = time.perf_counter()
+    cfg = configs[0]
     if data is None:
         data = load_dataset(cfg.dataset, **dict(cfg.dataset_kwargs))
+    if any(out is not None for out in outs):
+        _ = data.fingerprint  # computed on the data's own device, before the copy to the training device
     data = data.to(cfg.device)
     stats = channel_stats(data.x_train)
     runs = [prepare_run(c, data, stats) for c in configs]
@@ -197,15 +284,19 @@ def _train_group(
     if stacked:
         for k, run in enumerate(runs):
             run.setup["stacked"] = {"runs": len(runs), "index": k}
-    metas = [_run_meta(run, data) for run in runs]
+    metas = [_run_meta(run, data) if out is not None else {} for run, out in zip(runs, outs, strict=True)]
+    saved = _resume_from(runs[0], outs[0], metas[0]) if resume else None
     writers: list[list[Callback]] = []
     for out, meta in zip(outs, metas, strict=True):
         if out is not None:
             rundir.atomic_write_json(out / rundir.CONFIG, meta)
         writers.append([MetricsWriter(out / rundir.METRICS)] if out is not None else [])
+    if resume and outs[0] is not None:  # the epochs after the checkpoint are computed again
+        rundir.write_jsonl(outs[0] / rundir.METRICS, [] if saved is None else saved["info"]["records"])
     per_run = [[*w, *cbs] for w, cbs in zip(writers, callbacks, strict=True)]
+    save = None if stacked or outs[0] is None else _epoch_saver(outs[0], metas[0])
     with scoped_global_seed(derive_seed(cfg.seed, "global")):  # for code that draws from torch's global RNG
-        states = fit(backend, data, configs, [run.methods for run in runs], per_run)
+        states = fit(backend, data, configs, [run.methods for run in runs], per_run, resume=saved, checkpoint=save)
     backend.release()
     wall = (time.perf_counter() - started) / len(runs)
     results = []
@@ -215,6 +306,49 @@ def _train_group(
             _write_outputs(out, result, meta)
         results.append(result)
     return results
+
+
+def _epoch_saver(out: Path, meta: Mapping[str, Any]) -> Callable[[Snapshot], None]:
+    """The ``checkpoint`` function of :func:`ninr.train.fit.fit` that writes ``out/epoch.pt``."""
+    keep = {k: meta[k] for k in ("run_id", "config", "versions")}
+
+    def save(snap: Snapshot) -> None:
+        rundir.save_epoch_checkpoint(out / rundir.EPOCH_CHECKPOINT, snap, keep)
+
+    return save
+
+
+def _resume_from(run: PreparedRun, out: Path | None, meta: Mapping[str, Any]) -> Snapshot | None:
+    """The epoch checkpoint ``run`` continues from (``None``: none was written, the run starts again from its
+    first epoch), after checking that ``out`` holds this very run and that it can be resumed exactly.
+
+    Raises:
+        ConfigError: ``out`` holds no run or another run; a method cannot be resumed (:func:`resume_refusal`); the
+            checkpoint was written by other versions of ninr, torch or Python (their arithmetic may differ).
+        DataError: ``config.json`` or ``epoch.pt`` is damaged.
+    """
+    if out is None:
+        raise ConfigError("`resume` needs the run directory of the run to continue, got none")
+    held = rundir.read_config(out)["run_id"] if (out / rundir.CONFIG).is_file() else None
+    if held != run.run_id:
+        what = "no run" if held is None else f"run {held}"
+        raise ConfigError(f"`out` must hold run {run.run_id} to resume it, got {str(out)!r} which holds {what}")
+    refusal = resume_refusal(run.methods)
+    if refusal is not None:
+        raise ConfigError(f"{refusal}; train it again from the start instead (--overwrite)")
+    path = out / rundir.EPOCH_CHECKPOINT
+    if not path.is_file():
+        return None
+    saved, saved_meta = rundir.load_epoch_checkpoint(path)
+    if saved_meta.get("run_id") != run.run_id:
+        raise ConfigError(f"{path} is a checkpoint of run {saved_meta.get('run_id')}, not of run {run.run_id}")
+    if saved_meta.get("versions") != meta["versions"]:
+        raise ConfigError(
+            f"{path} was written by {saved_meta.get('versions')} and this is {meta['versions']}: resumed, the run "
+            "would not compute what the uninterrupted run computes; train it again (--overwrite) or resume it "
+            "with those versions"
+        )
+    return saved
 
 
 def _backend(runs: Sequence[PreparedRun], stacked: bool) -> Backend:
@@ -249,9 +383,16 @@ def _load(config: TrainConfig, cache: dict[str, Dataset]) -> Dataset:
 
 
 def _run_meta(run: PreparedRun, data: Dataset) -> dict[str, Any]:
+    """``config.json``: the run id, the resolved config, the data it trained on, the model's facts, versions.
+
+    ``data``: the data's identity (:meth:`~ninr.data.Dataset.identity`) and ``registered``, whether it is
+    the registered data set the config names (then ``load_dataset`` rebuilds it, and the identity is not in
+    the run id) or data given in Python (its identity is in the run id; ``ninr eval`` cannot reload it).
+    """
     return {
         "run_id": run.run_id,
         "config": run.resolved,
+        "data": {"registered": run.data is None, **data.identity()},
         "input_shape": list(data.input_shape),
         "num_classes": data.num_classes,
         "setup": run.setup,

@@ -7,21 +7,24 @@ did (``setup``). A run trained alone and the same run inside a stack start from 
 
 from __future__ import annotations
 
+import math
 import platform
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from ninr.data.base import Dataset
+from ninr.data.base import Dataset, is_registered
 from ninr.methods.base import Method, SetupContext, build, check_compatible
 from ninr.models.layers import InputStats, channel_stats
 from ninr.models.registry import build_model
 from ninr.perf import use_channels_last
 from ninr.rng import derive_seed, make_generator, scoped_global_seed
+from ninr.train.backends.single import SingleBackend
 from ninr.train.config import MethodSpec, TrainConfig, run_id
+from ninr.train.fit import fit
 from ninr.version import __version__
 
 PROBE_SIZE = 1000
@@ -44,11 +47,13 @@ def build_setup(
     methods: Sequence[Method],
     input_stats: InputStats = ((0.0,), (1.0,)),
     probe: tuple[torch.Tensor, torch.Tensor] | None = None,
+    pilot: Callable[[int], nn.Module] | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The model with every method applied, initialised from the config's seed, on its device.
 
     ``input_stats`` (per-channel mean and std of the training images) become the model's fixed
-    input standardisation; ``probe`` is the batch a phase-calibrated method calibrates on.
+    input standardisation; ``probe`` is the batch and ``pilot`` the pilot run a phase-calibrated method
+    calibrates on.
     """
     kwargs = {"input_stats": input_stats, **dict(config.model_kwargs)}
     with scoped_global_seed(derive_seed(config.seed, "model-init")):
@@ -57,8 +62,24 @@ def build_setup(
     example = torch.zeros((2, *input_shape), device=config.device)
     setup: dict[str, Any] = {}
     for method in methods:
-        setup.update(method.configure_model(model, SetupContext(config.seed, example, probe, config.lr)))
+        ctx = SetupContext(config.seed, example, probe, config.lr, pilot)
+        setup.update(method.configure_model(model, ctx))
     return model, setup
+
+
+def pilot_run(config: TrainConfig, data: Dataset, input_stats: InputStats) -> Callable[[int], nn.Module]:
+    """``pilot(steps)``: the plain model of ``config`` (its initialisation, no method) trained for ``steps`` SGD
+    steps of the run's own batches (its ``data-order`` stream), as :func:`ninr.train.fit.fit` trains it."""
+
+    def pilot(steps: int) -> nn.Module:
+        plain = config.replace(
+            methods=(), max_steps=steps, epochs=math.ceil(steps * config.batch_size / len(data.x_train)) + 1
+        )
+        model, _ = build_setup(plain, data.input_shape, data.num_classes, [], input_stats)
+        fit(SingleBackend(model, lr=plain.lr, momentum=plain.momentum), data, [plain], [[]])
+        return model
+
+    return pilot
 
 
 def calibration_probe(data: Dataset, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,9 +89,28 @@ def calibration_probe(data: Dataset, seed: int) -> tuple[torch.Tensor, torch.Ten
     return data.x_train[idx], data.y_train[idx]
 
 
+def data_identity(config: TrainConfig, data: Dataset) -> dict[str, Any] | None:
+    """``None`` when ``data`` is exactly the registered data set ``config`` names (``load_dataset(config.dataset,
+    **config.dataset_kwargs)``, unchanged); otherwise the data's :meth:`~ninr.data.Dataset.identity` (its
+    content's sha256 and shapes), which then joins the run's id and its ``config.json``."""
+    if is_registered(data, config.dataset, config.dataset_kwargs):
+        return None
+    return data.identity()
+
+
+def config_run_id(resolved: dict[str, Any], data: dict[str, Any] | None) -> str:
+    """The run id: the hash of the resolved config, and of the data's identity when the data is not the
+    registered data set the config names (so the run ids of registered data are the config's alone)."""
+    return run_id(resolved if data is None else {**resolved, "data": data})
+
+
 @dataclass
 class PreparedRun:
-    """A run ready to train: its config, resolved config and id, method objects, model and setup facts."""
+    """A run ready to train: its config, resolved config and id, method objects, model and setup facts.
+
+    ``data``: the identity of the data it trains on when that is not the registered data set the config
+    names (:func:`data_identity`), else ``None``.
+    """
 
     config: TrainConfig
     resolved: dict[str, Any]
@@ -78,10 +118,14 @@ class PreparedRun:
     methods: list[Method]
     model: nn.Module
     setup: dict[str, Any]
+    data: dict[str, Any] | None = None
 
 
 def prepare_run(config: TrainConfig, data: Dataset, input_stats: InputStats | None = None) -> PreparedRun:
     """Resolve ``config`` and build its model on ``data`` (already on the config's device), methods applied.
+
+    The run's id is its resolved config's, joined by the data's identity where ``data`` is not the registered
+    data set the config names (:func:`data_identity`): two runs on different data never share an id.
 
     ``input_stats``: the training images' per-channel mean and std, when the caller has them (runs that share
     a data set share them; computing them reads every training image).
@@ -89,8 +133,10 @@ def prepare_run(config: TrainConfig, data: Dataset, input_stats: InputStats | No
     resolved, methods = resolve(config)
     probe = calibration_probe(data, config.seed)
     stats = channel_stats(data.x_train) if input_stats is None else input_stats
-    model, setup = build_setup(config, data.input_shape, data.num_classes, methods, stats, probe)
-    return PreparedRun(config, resolved, run_id(resolved), methods, model, setup)
+    pilot = pilot_run(config, data, stats)
+    model, setup = build_setup(config, data.input_shape, data.num_classes, methods, stats, probe, pilot)
+    identity = data_identity(config, data)
+    return PreparedRun(config, resolved, config_run_id(resolved, identity), methods, model, setup, identity)
 
 
 def to_conv_layout(model: nn.Module, device: str | torch.device) -> nn.Module:

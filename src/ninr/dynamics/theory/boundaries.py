@@ -3,8 +3,9 @@
 Each boundary is the ``k`` where a simulated run's label changes, found by bisection with a majority
 vote over seeds at each probe point:
 
-- decoupled|decay: the run's ``|a|`` ends above ``1 - DECOUPLED_MAX_CHANGE`` of its start (classifier);
-- decay|oscillating: the sign of ``a`` flips in most steps (:func:`ninr.dynamics.phases.oscillates`);
+- decoupled|decay: the run's final ``|a|`` (mean of the last ``FINAL_WINDOW``) is below
+  ``1 - DECOUPLED_MAX_CHANGE`` of its start;
+- decay|oscillating: the sign of ``a`` flips in most steps (:func:`oscillates`);
 - oscillating|divergent: ``|a|`` ends above its start after ``horizon`` steps.
 """
 
@@ -16,12 +17,28 @@ from dataclasses import replace
 
 import numpy as np
 
-from ninr.dynamics.phases import classify_phase, oscillates
-from ninr.dynamics.theory.linear import PhaseBoundaries
+from ninr.dynamics.phases import DECOUPLED_MAX_CHANGE, Series
+from ninr.dynamics.theory.linear import FINAL_WINDOW, PhaseBoundaries
 from ninr.dynamics.theory.simulate import LinearSetup, simulate_linear
 
 OSCILLATION_STEPS = 30
 """Steps simulated to decide whether a run oscillates (the sign pattern is clear within a few steps)."""
+
+OSCILLATION_MIN_FLIPS = 0.5
+"""A signed trajectory *oscillates* when its sign flips in at least half of the steps while it is still above
+1e-3 of its initial magnitude (below that the additive random walk sets the sign)."""
+
+
+def oscillates(signed: Series) -> bool:
+    """Whether a signed scalar trajectory (the one-layer model's NIW) flips sign in most steps."""
+    v = np.asarray(signed, dtype=np.float64)
+    if len(v) < 3 or v[0] == 0:
+        return False
+    alive = np.abs(v) >= 1e-3 * abs(v[0])
+    stop = int(np.argmin(alive)) if not alive.all() else len(v)
+    seg = v[: max(stop, 2)]
+    flips = np.signbit(seg[1:]) != np.signbit(seg[:-1])
+    return bool(flips.mean() >= OSCILLATION_MIN_FLIPS) if len(flips) >= 2 else False
 
 
 def _vote(base: LinearSetup, k: float, seeds: Sequence[int], label: Callable[[LinearSetup], bool]) -> bool:
@@ -40,7 +57,8 @@ def _bisect_k(lo: float, hi: float, above: Callable[[float], bool], *, rel_tol: 
 
 def _decays(setup: LinearSetup) -> bool:
     a = np.abs(simulate_linear(setup).niw)
-    return classify_phase(a).phase != "decoupled"
+    n = max(1, math.ceil(FINAL_WINDOW * len(a)))
+    return float(np.mean(a[-n:])) < (1.0 - DECOUPLED_MAX_CHANGE) * float(a[0])
 
 
 def _oscillates(setup: LinearSetup) -> bool:

@@ -24,12 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from ninr.dynamics.phases import DECOUPLED_MAX_CHANGE, FINAL_WINDOW
+from ninr.dynamics.phases import DECOUPLED_MAX_CHANGE
 from ninr.dynamics.theory.chi2 import chi2_median, expected_log_abs_factor
 from ninr.errors import check_nonneg, check_positive, check_positive_int
 
 LINEAR_PHASES = ("decoupled", "decay", "oscillating", "divergent")
-"""Phases of the linear model. ``oscillating`` (1 < k < 2 for GD) is the catapult region of a network."""
+"""Phases of the one-layer linear model: decoupled, decay, oscillating decay (``oscillating``: 1 < k < 2 for GD,
+the factor ``1 - k`` is negative and ``|a|`` decays) and divergent. Its curvature is constant, so it has no
+catapult; the two-layer toy (:mod:`ninr.dynamics.theory.two_layer`) and networks do."""
 
 
 def control_parameter(eta: float, sigma: float, curvature: float = 1.0) -> float:
@@ -123,6 +125,12 @@ class PhaseBoundaries:
         """The boundaries as noise scales."""
         names = ("decoupled_decay", "decay_oscillating", "oscillating_divergent")
         return {n: sigma_for_k(getattr(self, n), eta, curvature) for n in names}
+
+
+FINAL_WINDOW = 0.1
+"""A simulated run's *final* ``|a|`` is the mean of its last 10% of samples (at least one), averaging out the
+random walk around the floor; the decoupled|decay boundary is where that final value is
+``1 - DECOUPLED_MAX_CHANGE`` of the start."""
 
 
 def _decoupled_rate(horizon: int) -> float:

@@ -1,7 +1,8 @@
 """Image corruptions on batched float tensors (N, C, H, W) in [0, 1], torch-native, by name and severity.
 
-Importing this package registers every corruption in :data:`CORRUPTIONS`; see ``ninr list corruptions``
-and :mod:`ninr.robustness.severities` for the cited severity tables.
+Importing this package registers every corruption: in :data:`CORRUPTIONS` those defined for any channel
+count, in :data:`RGB_CORRUPTIONS` those defined on RGB images only; see ``ninr list corruptions``,
+``ninr list rgb-corruptions`` and :mod:`ninr.robustness.severities` for the cited severity tables.
 """
 
 from ninr.robustness.corruptions import blur, digital, edges, geometric, noise, occlusion, weather  # noqa: F401
@@ -10,6 +11,7 @@ from ninr.robustness.corruptions.base import (
     CORRUPTIONS,
     FAMILIES,
     INTENSITY_NAMES,
+    RGB_CORRUPTIONS,
     Corruption,
     check_images,
     corrupt,
@@ -21,6 +23,7 @@ __all__ = [
     "CORRUPTIONS",
     "FAMILIES",
     "INTENSITY_NAMES",
+    "RGB_CORRUPTIONS",
     "Corruption",
     "canny",
     "check_images",

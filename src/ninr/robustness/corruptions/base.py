@@ -9,6 +9,10 @@ A corruption is two pure functions (the kornia / torchvision ``make_params`` spl
   continuous intensity maps to), before the final clip to [0, 1].
 
 Both act on each example alone, so a batch gives what its examples give one by one.
+
+Two registries: :data:`CORRUPTIONS` holds the corruptions defined for any channel count (the evaluation
+suites run all of them on grayscale data); :data:`RGB_CORRUPTIONS` holds those defined on RGB images only
+(saturate), which refuse other input. :func:`get_corruption` and :func:`corrupt` look in both.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 
 import torch
 
-from ninr.errors import ConfigError, check_nonneg, fail
+from ninr.errors import ConfigError, UnknownNameError, check_nonneg, did_you_mean, fail
 from ninr.registry import Registry
 from ninr.robustness._random import example_keys
 from ninr.robustness.severities import TABLES, SeverityTable
@@ -47,6 +51,7 @@ class Corruption:
         random: whether the corruption draws random numbers (one key per example from the generator).
         intensity: maps a noise std (the unstructured noises) to a level; ``None`` when not offered.
         intensity_meaning: what the intensity is, for the docs and error messages.
+        rgb_only: defined on RGB images (N, 3, H, W) only; other channel counts are refused.
     """
 
     name: str
@@ -56,6 +61,7 @@ class Corruption:
     random: bool = False
     intensity: Callable[[float], Any] | None = None
     intensity_meaning: str = ""
+    rgb_only: bool = False
 
     @property
     def table(self) -> SeverityTable:
@@ -87,6 +93,8 @@ class Corruption:
     ) -> torch.Tensor:
         level = self.level(severity, intensity)
         check_images(x)
+        if self.rgb_only and x.shape[1] != 3:
+            raise ConfigError(f"`x` must be RGB images (N, 3, H, W) for {self.name}, got {x.shape[1]} channel(s)")
         if not len(x):  # nothing to corrupt (and some ops, e.g. grid_sample, reject an empty batch)
             return x.clone()
         # Half-precision images are corrupted in float32 and rounded back at the end: the random numbers and
@@ -101,6 +109,7 @@ class Corruption:
 
 
 CORRUPTIONS: Registry[Corruption] = Registry("corruption", group="ninr.corruptions")
+RGB_CORRUPTIONS: Registry[Corruption] = Registry("rgb-corruption")
 INTENSITY_NAMES: list[str] = []
 
 
@@ -112,16 +121,24 @@ def register(
     random: bool = False,
     intensity: Callable[[float], Any] | None = None,
     intensity_meaning: str = "",
+    rgb_only: bool = False,
 ) -> Callable[[ApplyFn], ApplyFn]:
-    """Decorator registering ``apply`` as corruption ``name`` (its docstring's first line is the summary)."""
+    """Decorator registering ``apply`` as corruption ``name`` (its docstring's first line is the summary).
+
+    ``rgb_only`` corruptions go to :data:`RGB_CORRUPTIONS`, the others to :data:`CORRUPTIONS`; a name is
+    taken once across both.
+    """
     if family not in FAMILIES:
         raise fail("family", f"one of {list(FAMILIES)}", family)
     if name not in TABLES:
         raise ConfigError(f"corruption {name!r} has no severity table in ninr.robustness.severities")
 
     def deco(apply: ApplyFn) -> ApplyFn:
-        spec = Corruption(name, family, apply, prepare, random, intensity, intensity_meaning)
-        CORRUPTIONS.add(name, spec, doc=apply.__doc__)
+        spec = Corruption(name, family, apply, prepare, random, intensity, intensity_meaning, rgb_only)
+        other = CORRUPTIONS if rgb_only else RGB_CORRUPTIONS
+        if name in other:
+            raise ConfigError(f"corruption {name!r} is already registered in the {other.kind} registry")
+        (RGB_CORRUPTIONS if rgb_only else CORRUPTIONS).add(name, spec, doc=apply.__doc__)
         if intensity is not None:
             INTENSITY_NAMES.append(name)
         return apply
@@ -130,20 +147,40 @@ def register(
 
 
 def get_corruption(name: str) -> Corruption:
-    """The corruption called ``name`` (``_`` accepted for ``-``); a miss suggests close names."""
-    return CORRUPTIONS.get(name.replace("_", "-") if isinstance(name, str) else name)
+    """The corruption called ``name`` in either registry (``_`` accepted for ``-``); a miss suggests close names."""
+    key = name.replace("_", "-") if isinstance(name, str) else name
+    if key in CORRUPTIONS:
+        return CORRUPTIONS.get(key)
+    if key in RGB_CORRUPTIONS:
+        return RGB_CORRUPTIONS.get(key)
+    known = [*CORRUPTIONS.names(), *RGB_CORRUPTIONS.names()]
+    hint = did_you_mean(key, known) if isinstance(key, str) else ""
+    raise UnknownNameError(f"unknown corruption {key!r}{hint} (known: {', '.join(sorted(known))})")
 
 
 def check_images(x: Any, name: str = "x") -> torch.Tensor:
-    """A floating tensor (N, C, H, W) with values in [0, 1]."""
+    """A floating tensor (N, C, H, W) with finite values in [0, 1]."""
     if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim != 4:
         what = f"{x.dtype} tensor of shape {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
         raise fail(name, "a floating tensor (N, C, H, W)", what)
     if x.numel():
-        lo, hi = torch.aminmax(x.detach())
-        if float(lo) < 0.0 or float(hi) > 1.0:
-            raise fail(name, "images with values in [0, 1]", f"values in [{float(lo):.4g}, {float(hi):.4g}]")
+        lo, hi = (float(v) for v in torch.aminmax(x.detach()))  # a NaN anywhere makes both NaN
+        if not (lo >= 0.0 and hi <= 1.0):  # false for NaN, as for values out of range
+            nan = int(torch.isnan(x.detach()).sum())
+            what = f"{nan} NaN value(s)" if nan else f"values in [{lo:.4g}, {hi:.4g}]"
+            raise ConfigError(f"`{name}` must be images with finite values in [0, 1], got {what}")
     return x
+
+
+def check_labels(y: Any, n: int, name: str = "y") -> torch.Tensor:
+    """Class labels of ``n`` examples: an int64 tensor of shape (n,); the message names a wrong dtype or shape."""
+    rule = f"an int64 tensor of shape ({n},)"
+    if not isinstance(y, torch.Tensor):
+        raise fail(name, rule, type(y).__name__)
+    if y.dtype != torch.int64 or tuple(y.shape) != (n,):
+        dtype = str(y.dtype).removeprefix("torch.")
+        raise ConfigError(f"`{name}` must be {rule}, got a tensor of dtype {dtype} and shape {tuple(y.shape)}")
+    return y
 
 
 def corrupt(

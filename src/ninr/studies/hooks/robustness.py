@@ -10,13 +10,32 @@ run's records::
      "intensity": 0.3, "metric": "accuracy", "value": 0.61, "noise": "off", "n": 2000, "epoch": 1,
      "step": 400, "run_id": ..., "arch": "FC", "label": "in-NINR (Decay)", "seed": 0, "final": False, ...}
 
-Settings live in ``[<part>.options.robustness]`` (they join the run id, like every option)::
+Each condition also gets calibration records (``metric`` ``ece``, ``nll``, ``brier``, after the accuracy
+records). Settings live in ``[<part>.options.robustness]`` (they join the run id, like every option)::
 
     [table.options.robustness]
     limit = 2000                                   # the first N test images (default: all)
     stds = [0.05, 0.1, ...]                        # Gaussian noise stds, > 0 (default 0.05 .. 0.6 step 0.05)
     corruptions = "mnist-c"                        # or a list of names (ninr list corruptions); [] for none
     severities = [1, 2, 3, 4, 5]
+    certify = true                                 # or a table, below; leave it out for no certification
+
+    [table.options.robustness.certify]             # randomized smoothing (ninr.robustness.certify)
+    sigma = 0.25                                   # or sigmas = [0.12, 0.25, 0.5] (default [0.25])
+    radii = [0.0, 0.25, 0.5, 1.0]                  # L2 radii of the certified-accuracy records (default 0 .. 1.5)
+    n0 = 100                                       # selection samples per image
+    n = 10000                                      # estimation samples per image
+    alpha = 0.001                                  # failure probability of each certificate
+    limit = 500                                    # certify the first N of the evaluated images
+
+``certify = true`` is the ``certify`` suite's specification (:class:`ninr.robustness.CertifySpec`'s defaults:
+sigma 0.25, n0 100, n 10,000, alpha 0.001, 500 images, radii 0, 0.1, ..., 1.5). It adds, per smoothing
+sigma, the records ``condition = "certify"``: ``certified-accuracy`` at each radius (``intensity`` = sigma,
+``epsilon`` = radius), ``abstain-rate`` and ``average-radius``, with ``draws`` = n, ``n0`` and ``alpha``; the
+report draws certified accuracy against the radius per method. Each certified image costs ``n0 + n`` forward
+rows. The setting is absent from a section that does not certify, so that section's run ids do not move;
+``certify = false`` is refused (leave the key out) because it would change the ids without changing a
+record.
 
 Determinism: every random number comes from ``derive_seed(run seed, "robustness")`` (CPU generators inside
 ``evaluate``; a model's noise modules are reseeded and restored), so records are identical in-process,
@@ -33,10 +52,10 @@ from typing import Any
 from torch import nn
 
 from ninr.data.base import Dataset
-from ninr.errors import ConfigError, check_positive, check_positive_int, did_you_mean, fail
+from ninr.errors import ConfigError, check_nonneg, check_positive, check_positive_int, did_you_mean, fail
 from ninr.rng import derive_seed
 from ninr.robustness.evaluate import evaluate
-from ninr.robustness.suites import Suite
+from ninr.robustness.suites import CertifySpec, Suite
 from ninr.studies.hook import RUN_HOOKS, RunHook
 from ninr.studies.records import Records
 from ninr.studies.spec import RunSpec
@@ -68,7 +87,9 @@ NOISE_STD_GRID = tuple(round(0.05 * i, 2) for i in range(1, 13))
 """Gaussian noise stds 0.05, 0.1, ..., 0.6 (std 0 is the clean accuracy, always recorded)."""
 
 SEVERITIES = (1, 2, 3, 4, 5)
-SETTING_KEYS = ("limit", "stds", "corruptions", "severities", "batch_size")
+SETTING_KEYS = ("limit", "stds", "corruptions", "severities", "batch_size", "certify")
+CERTIFY_KEYS = ("sigma", "sigmas", "radii", "n0", "n", "alpha", "limit")
+CERTIFY_RULE = "true or a table of sigma or sigmas, radii, n0, n, alpha, limit (leave it out for none)"
 # Examples per forward pass (results do not depend on it): the CNN evaluates 1.4x faster in batches of 250
 # than of 1000 on one CPU thread (activations stay in cache); measured 5.8 s vs 8.3 s for the quick suite.
 EVAL_BATCH = 250
@@ -84,7 +105,10 @@ class RobustnessSettings:
         stds: Gaussian noise stds of the noise curve (> 0).
         corruptions: Corruption names evaluated at every severity in ``severities``.
         severities: Severities in 1..5.
-        batch_size: Examples per forward pass (does not change results).
+        batch_size: Examples per forward pass, noisy rows per pass of the certification (does not change
+            results).
+        certify: Randomized-smoothing certification of the first ``certify.examples`` evaluated images, or
+            ``None``.
     """
 
     limit: int | None = None
@@ -92,11 +116,18 @@ class RobustnessSettings:
     corruptions: tuple[str, ...] = MNIST_C
     severities: tuple[int, ...] = SEVERITIES
     batch_size: int = EVAL_BATCH
+    certify: CertifySpec | None = None
 
     def suite(self) -> Suite:
         """The :class:`ninr.robustness.Suite` of these settings (validates names and severities)."""
         curves = ("gaussian-noise",) if self.stds else ()
-        return Suite(corruptions=self.corruptions, severities=self.severities, curves=curves, intensities=self.stds)
+        return Suite(
+            corruptions=self.corruptions,
+            severities=self.severities,
+            curves=curves,
+            intensities=self.stds,
+            certify=self.certify,
+        )
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> RobustnessSettings:
@@ -119,6 +150,7 @@ class RobustnessSettings:
             corruptions=_corruptions(raw.get("corruptions", MNIST_C)),
             severities=tuple(_list("severities", raw.get("severities", SEVERITIES))),
             batch_size=check_positive_int("batch_size", raw.get("batch_size", EVAL_BATCH)),
+            certify=_certify(raw["certify"]) if "certify" in raw else None,
         )
         settings.suite()  # unknown corruption names and severities outside 1..5 fail here
         return settings
@@ -130,6 +162,42 @@ def _list(name: str, value: Any) -> Sequence[Any]:
     if len(set(value)) != len(value):
         raise fail(name, "a list without repeats", list(value))
     return value
+
+
+def _certify(value: Any) -> CertifySpec:
+    """The certification of a ``certify`` setting: ``true`` (the ``certify`` suite's) or a table."""
+    if value is True:
+        return CertifySpec()
+    if not isinstance(value, Mapping):
+        raise fail("certify", CERTIFY_RULE, value)
+    for key in value:
+        if key not in CERTIFY_KEYS:
+            allowed = ", ".join(CERTIFY_KEYS)
+            raise ConfigError(f"unknown key {key!r} in `certify`{did_you_mean(key, CERTIFY_KEYS)} (allowed: {allowed})")
+    default = CertifySpec()
+    if "sigma" in value and "sigmas" in value:
+        raise fail("certify", "a table with `sigma` or `sigmas`, not both", dict(value))
+    if "sigma" in value:
+        sigmas: tuple[float, ...] = (check_positive("certify.sigma", value["sigma"]),)
+    else:
+        sigmas = tuple(
+            check_positive("certify.sigmas", s) for s in _list("certify.sigmas", value.get("sigmas", default.sigmas))
+        )
+    radii = tuple(check_nonneg("certify.radii", r) for r in _list("certify.radii", value.get("radii", default.radii)))
+    for name, got in (("certify.sigmas", sigmas), ("certify.radii", radii)):
+        if not got:
+            raise fail(name, "a non-empty list", list(got))
+    alpha = value.get("alpha", default.alpha)
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha < 1:
+        raise fail("certify.alpha", "a number in (0, 1)", alpha)
+    return CertifySpec(
+        sigmas=sigmas,
+        radii=radii,
+        n0=check_positive_int("certify.n0", value.get("n0", default.n0)),
+        n=check_positive_int("certify.n", value.get("n", default.n)),
+        alpha=float(alpha),
+        examples=check_positive_int("certify.limit", value.get("limit", default.examples)),
+    )
 
 
 def _corruptions(value: Any) -> tuple[str, ...]:
@@ -185,5 +253,6 @@ class RobustnessHook(RunHook):
 RUN_HOOKS.add(
     "robustness",
     RobustnessHook,
-    doc="Accuracy of each trained model under Gaussian noise (a grid of stds) and the MNIST-C corruptions.",
+    doc="Accuracy and calibration of each trained model under Gaussian noise (a grid of stds) and the MNIST-C "
+    "corruptions; certified L2 accuracy by randomized smoothing with `certify`.",
 )

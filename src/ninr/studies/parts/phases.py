@@ -1,4 +1,4 @@
-"""The ``phases`` part: NIN decay times and phases against sigma, for linear regression and the MLP.
+"""The ``phases`` part: NIN decay times and phases against sigma, for linear regression, the two-layer toy and the MLP.
 
 Each run is one point (model, noise mode, sigma, seed) of the phase diagram (:mod:`ninr.dynamics.points`).
 A preset's section (``ninr phases`` builds the same section from its flags)::
@@ -11,6 +11,12 @@ A preset's section (``ninr phases`` builds the same section from its flags)::
     # sigmas = [...]                 # default: the 25-point grid from 0.1 to 20
     steps = 300                      # also: lr (eta, default 0.01), batch_size (default: full batch)
 
+    [phases.options.linear2]         # the two-layer linear toy (ninr.dynamics.theory.two_layer); omit to skip it
+    # sigmas = [...]                 # default: 26 points from 0.1 to 30 (k0 = 0.01 sigma^2: all four phases)
+    # noise = ["redrawn", "fixed"]   # default: both
+    steps = 300                      # also: lr, batch_size, noise, phi0, norm_sq, niw_share, label_noise,
+                                     # teacher, boundary_seeds
+
     [phases.options.mlp]             # in-NINR on fc1 of the 784-256-256-256-10 MLP; omit to skip it
     sigmas = [4.0, 16.0, 64.0, 256.0, 1024.0]   # default: 1 to 4096 by factors of 4
     epochs = 4
@@ -19,7 +25,9 @@ A preset's section (``ninr phases`` builds the same section from its flags)::
 
 Records: per run, a few rows of its NIW-norm trajectory (``step``, ``niw_norm``; at most
 :data:`TRAJECTORY_POINTS`) and a ``final`` row carrying the point's record (sigma, k, phase, decay times with
-errors, the predicted phase and theory decay time for the linear model, losses and test accuracy for the MLP).
+errors, the predicted phase and theory decay time for the linear model; for the two-layer toy its rule, classifier,
+predicted and map phases, peak growth and the predicted and measured boundaries; losses and test accuracy for
+the MLP). The two-layer toy's ``niw_norm`` rows are its NIW's top-mode projection ``|theta . v / |v||``.
 """
 
 from __future__ import annotations
@@ -36,16 +44,30 @@ import torch
 
 from ninr.data.base import Dataset, load_dataset
 from ninr.dynamics.points import (
+    LINEAR2_BOUNDARY_SEEDS,
+    LINEAR2_DEFAULTS,
+    LINEAR2_SIGMAS,
     LINEAR_DEFAULTS,
     LINEAR_SIGMAS,
     MLP_SIGMAS,
     NOISE_MODES,
+    Linear2Point,
     MLPPoint,
+    linear2_point,
     linear_point,
     mlp_point,
 )
 from ninr.dynamics.theory.simulate import LinearSetup
-from ninr.errors import ConfigError, check_positive, check_positive_int, fail
+from ninr.dynamics.theory.two_layer import TEACHERS
+from ninr.errors import (
+    ConfigError,
+    check_choice,
+    check_nonneg,
+    check_nonneg_int,
+    check_positive,
+    check_positive_int,
+    fail,
+)
 from ninr.rng import make_generator
 from ninr.studies.part import Part, Records, register_part
 from ninr.studies.records import to_records
@@ -90,6 +112,41 @@ class LinearSweep:
 
 
 @dataclass(frozen=True)
+class Linear2Sweep:
+    """The two-layer toy's grid and settings: fixed initial weights (``norm_sq = |v|^2 + |theta|^2``,
+    ``phi0 = v . theta``), so ``k0 = lr sigma^2 norm_sq``; full-batch GD unless ``batch_size`` is set."""
+
+    sigmas: tuple[float, ...] = LINEAR2_SIGMAS
+    noise: tuple[Noise, ...] = NOISE_MODES  # type: ignore[assignment]
+    lr: float = float(LINEAR2_DEFAULTS["eta"])
+    steps: int = int(LINEAR2_DEFAULTS["steps"])
+    batch_size: int | None = None
+    phi0: float = float(LINEAR2_DEFAULTS["phi0"])
+    norm_sq: float = float(LINEAR2_DEFAULTS["norm_sq"])
+    niw_share: float = 0.5
+    label_noise: float = 0.0
+    teacher: str = "zero"
+    boundary_seeds: int = LINEAR2_BOUNDARY_SEEDS
+
+    def __post_init__(self) -> None:
+        _check_grid(self.sigmas, self.noise)
+        check_positive("lr", self.lr)
+        check_positive_int("steps", self.steps)
+        if self.batch_size is not None:
+            check_positive_int("batch_size", self.batch_size)
+        check_positive("norm_sq", self.norm_sq)
+        if not 0 < self.niw_share < 1:
+            raise fail("niw_share", "in (0, 1)", self.niw_share)
+        limit = (self.niw_share * (1 - self.niw_share)) ** 0.5 * self.norm_sq
+        if not 0 < abs(self.phi0) <= limit:
+            raise fail("phi0", f"non-zero and at most sqrt(niw_share (1 - niw_share)) norm_sq = {limit:.4g} in size",
+                       self.phi0)  # fmt: skip
+        check_nonneg("label_noise", self.label_noise)
+        check_choice("teacher", self.teacher, TEACHERS)
+        check_nonneg_int("boundary_seeds", self.boundary_seeds)
+
+
+@dataclass(frozen=True)
 class MLPSweep:
     """The MLP's grid and settings."""
 
@@ -116,9 +173,10 @@ class MLPSweep:
 
 @dataclass(frozen=True)
 class PhasesOptions:
-    """The models to sweep, in this order: ``linear`` and/or ``mlp``."""
+    """The models to sweep, in this order: ``linear``, ``linear2`` and/or ``mlp``."""
 
     linear: LinearSweep | None = None
+    linear2: Linear2Sweep | None = None
     mlp: MLPSweep | None = None
 
 
@@ -131,8 +189,10 @@ class PhasesSection:
     stack: bool | None = None
 
     def __post_init__(self) -> None:
-        if self.options.linear is None and self.options.mlp is None:
-            raise ConfigError("no model to sweep; add [phases.options.linear] and/or [phases.options.mlp]")
+        if self.options.linear is None and self.options.linear2 is None and self.options.mlp is None:
+            raise ConfigError(
+                "no model to sweep; add [phases.options.linear], [phases.options.linear2] and/or [phases.options.mlp]"
+            )
 
 
 @dataclass(frozen=True)
@@ -158,6 +218,44 @@ class LinearRun:
         return LinearSetup(
             sigma=self.sigma, eta=self.lr, steps=self.steps, batch_size=self.batch_size, n_train=self.n_train,
             dim=self.dim, noise=self.noise, seed=self.seed,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Linear2Run:
+    """One two-layer point: the simulation's settings (its data, initial weights and noise derive from the seed)."""
+
+    noise: str
+    sigma: float
+    seed: int
+    lr: float
+    steps: int
+    batch_size: int | None
+    phi0: float
+    norm_sq: float
+    niw_share: float
+    label_noise: float
+    teacher: str
+    boundary_seeds: int
+    n_train: int = int(LINEAR2_DEFAULTS["n_train"])
+    width: int = int(LINEAR2_DEFAULTS["width"])
+    dim: int = int(LINEAR2_DEFAULTS["dim"])
+
+    def identity(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def data_identity(self) -> dict[str, Any]:
+        return {
+            "teacher": f"two-layer {self.teacher}", "n_train": self.n_train, "dim": self.dim, "width": self.width,
+            "label_noise": self.label_noise, "seed": self.seed,
+        }  # fmt: skip
+
+    def point(self) -> Linear2Point:
+        return Linear2Point(
+            sigma=self.sigma, seed=self.seed, lr=self.lr, steps=self.steps, batch_size=self.batch_size,
+            noise=self.noise, phi0=self.phi0, norm_sq=self.norm_sq, niw_share=self.niw_share,
+            label_noise=self.label_noise, teacher=self.teacher, n_train=self.n_train, width=self.width, dim=self.dim,
+            boundary_seeds=self.boundary_seeds,
         )  # fmt: skip
 
 
@@ -227,9 +325,10 @@ class PhasesPart(Part):
     Section: ClassVar[type] = PhasesSection
 
     def expand(self, section: PhasesSection, study: str) -> list[RunSpec]:
-        """Per model (linear, then mlp), noise mode, sigma and seed."""
+        """Per model (linear, linear2, then mlp), noise mode, sigma and seed."""
         specs = []
-        for model, sweep in (("linear", section.options.linear), ("mlp", section.options.mlp)):
+        options = section.options
+        for model, sweep in (("linear", options.linear), ("linear2", options.linear2), ("mlp", options.mlp)):
             if sweep is None:
                 continue
             for noise in sweep.noise:
@@ -249,6 +348,11 @@ class PhasesPart(Part):
                 rows = thin(traj["step"], [abs(a) for a in traj["niw"]])
                 extra = {"n_train": options.n_train, "dim": options.dim}
                 model = "linear"
+            elif isinstance(options, Linear2Run):
+                record, traj = linear2_point(options.point())
+                rows = thin(traj["step"], [abs(a) for a in traj["top_projection"]])
+                extra = {"n_train": options.n_train, "dim": options.dim, "width": options.width}
+                model = "linear2"
             else:
                 kwargs = json.dumps(dict(options.dataset_kwargs), sort_keys=True)
                 data = training_data(options.dataset, kwargs, options.train_examples)
@@ -260,9 +364,14 @@ class PhasesPart(Part):
         return to_records(spec, rows, str(record["status"]), {**record, **extra}, model=model, methods="in-ninr")
 
 
-def _run_options(model: str, sweep: Any, noise: str, sigma: float, seed: int) -> LinearRun | MLPRun:
+def _run_options(model: str, sweep: Any, noise: str, sigma: float, seed: int) -> LinearRun | Linear2Run | MLPRun:
     if model == "linear":
         return LinearRun(noise, sigma, seed, sweep.lr, sweep.steps, sweep.batch_size)
+    if model == "linear2":
+        return Linear2Run(
+            noise, sigma, seed, sweep.lr, sweep.steps, sweep.batch_size, sweep.phi0, sweep.norm_sq, sweep.niw_share,
+            sweep.label_noise, sweep.teacher, sweep.boundary_seeds,
+        )  # fmt: skip
     return MLPRun(
         noise, sigma, seed, sweep.lr, sweep.epochs, sweep.batch_size, sweep.train_examples, sweep.niw_every,
         sweep.loss_every, sweep.probe_size, sweep.dataset, dict(sweep.dataset_kwargs),

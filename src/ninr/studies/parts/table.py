@@ -12,7 +12,7 @@ curves (it is also the one-run study behind ``ninr train``, which writes the run
     stack = true                         # train runs that share an architecture as one stack (default)
 
     [table.train]                        # TrainConfig fields shared by every run
-    dataset = "fashion-mnist"
+    dataset = "fashion-mnist"            # required: here, or in every architecture's or row's train table
     epochs = 1
 
     [table.arch.FC]                      # one entry per architecture: its label, then TrainConfig overrides
@@ -26,6 +26,11 @@ curves (it is also the one-run study behind ``ninr train``, which writes the run
     per_arch.CNN = { methods = [...] }   # optional per-architecture overrides (methods and/or train)
 
     [table.options.robustness]           # the run hooks' settings, by hook name (they join the run ids)
+
+Every run must name its data set (``dataset``, in ``[table.train]`` or an architecture's or row's train table):
+a grid that names none is refused when it is expanded, naming the section, rather than silently training
+:class:`TrainConfig`'s defaults (the full Fashion-MNIST, 5 epochs of the MLP). The other fields fall back to
+those defaults.
 """
 
 from __future__ import annotations
@@ -172,6 +177,13 @@ def train_config(section: GridSection, part: str, arch: Arch, variant: Variant, 
         resolve(config)  # unknown methods and bad hyperparameters fail here, before anything trains
     except (ConfigError, TypeError) as exc:
         raise ConfigError(f"{where}: {exc}") from None
+    if "dataset" not in fields:
+        defaults = TrainConfig()
+        raise ConfigError(
+            f"[{part}.train]: `dataset` is required (here, or in the train table of architecture {arch.label!r} or "
+            f"of row {variant.label!r}), got none; without it the run would train the defaults, "
+            f"{defaults.dataset!r} for {defaults.epochs} epochs"
+        )
     return config
 
 
