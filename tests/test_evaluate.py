@@ -336,3 +336,18 @@ def test_certify_suite_records_are_the_certificates(data: Dataset) -> None:
         CertifySpec(alpha=1.5)
     with pytest.raises(ConfigError, match="`sigmas` must be a non-empty list"):
         CertifySpec(sigmas=())
+
+
+def test_attack_specs_carry_each_attacks_budget_and_seed(data: Dataset) -> None:
+    assert AttackSpec("apgd").label == "apgd-100" and AttackSpec("pgd", budget=10).label == "pgd-10"
+    assert AttackSpec("square", "l2", budget=50).options() == {"norm": "l2", "queries": 50}
+    assert AttackSpec("fgsm").options() == {"norm": "linf"} and AttackSpec("fgsm").label == "fgsm"
+    with pytest.raises(ConfigError, match="`budget`"):
+        AttackSpec("fgsm", budget=3)
+    # randomized attacks draw from the evaluation's seeded generator: two evaluations agree, whatever the global RNG
+    suite = Suite(attacks=(AttackSpec("square", budget=30), AttackSpec("apgd", budget=5)), epsilons=(0.1,))
+    first = evaluate(_mlp(), data, suite, seed=1)
+    torch.manual_seed(123)
+    torch.rand(7)
+    assert evaluate(_mlp(), data, suite, seed=1) == first
+    assert {r["condition"] for r in first} >= {"square-30", "apgd-5"}

@@ -225,6 +225,11 @@ def run_attack(name: str, norm: str | None, model: nn.Module, x: torch.Tensor, y
     options: dict[str, Any] = {} if norm is None else {"norm": norm}
     if _accepts(fn, "generator"):
         options["generator"] = gen(4)
+    # the contracts (ball, range, modes, no mutation) hold from the first iteration: small budgets keep them fast
+    if _accepts(fn, "queries"):
+        options["queries"] = 20
+    if _accepts(fn, "steps"):
+        options["steps"] = 5
     return fn(model, x, y, EPSILONS, **options)
 
 

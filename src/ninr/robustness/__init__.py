@@ -3,7 +3,8 @@
 * :func:`corrupt` (``ninr.robustness.corruptions``): 28 torch-native corruptions of batched images (the MNIST-C
   and ImageNet-C sets; ``saturate`` in a registry of its own for RGB images, ``RGB_CORRUPTIONS``), each with a
   cited severity table (:mod:`ninr.robustness.severities`); the noises also take a noise std.
-* :mod:`ninr.robustness.attacks`: FGSM and PGD (L-inf, L2), many epsilons per call, EOT for noisy models.
+* :mod:`ninr.robustness.attacks`: FGSM, PGD, APGD-CE and the gradient-free Square attack (L-inf, L2), many
+  epsilons per call, EOT for noisy models.
 * :mod:`ninr.robustness.shift`: shifted test sets and other data sets of the same shape.
 * :func:`certify` (:mod:`ninr.robustness.certify`): certified L2 radii by randomized smoothing (Cohen et al. 2019).
 * :mod:`ninr.robustness.calibration`: expected calibration error, negative log-likelihood, Brier score.
@@ -11,7 +12,7 @@
   randomized-model checks; :func:`format_table` and :mod:`ninr.robustness.plots` present them.
 """
 
-from ninr.robustness.attacks import ATTACKS, attack, fgsm, pgd
+from ninr.robustness.attacks import ATTACKS, apgd, attack, fgsm, pgd, square
 from ninr.robustness.calibration import brier_score, expected_calibration_error, negative_log_likelihood
 from ninr.robustness.certify import ABSTAIN, Certificates, certified_accuracy, certify
 from ninr.robustness.corruptions import CORRUPTIONS, Corruption, corrupt, get_corruption
@@ -36,6 +37,7 @@ __all__ = [
     "SeverityTable",
     "Suite",
     "TrainModeWarning",
+    "apgd",
     "attack",
     "brier_score",
     "certified_accuracy",
@@ -51,4 +53,5 @@ __all__ = [
     "outputs_differ",
     "pgd",
     "shift_split",
+    "square",
 ]

@@ -295,7 +295,7 @@ def _attack_block(
         for mode in ev.modes:
             ctl.reseed(spec.label, mode)
             gen = make_generator(seed, "attack", spec.label)
-            kw = {**spec.options(), **({"generator": gen} if spec.name == "pgd" else {})}
+            kw = {**spec.options(), **({"generator": gen} if spec.takes_generator else {})}
             kw["eot_samples"] = options["eot_samples"] if mode == "on" else 1
             hits = [0] * len(suite.epsilons)
             for xb, yb in ev.chunks(x, y, options["attack_batch_size"]):

@@ -8,7 +8,8 @@ certification); :data:`SUITES` names the built-in ones
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+import inspect
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,27 +68,59 @@ class CertifySpec:
             check_positive_int("examples", self.examples)
 
 
+BUDGET_OPTIONS = ("steps", "queries")
+"""The keyword an attack's budget goes by: gradient steps (``pgd``, ``apgd``) or model queries (``square``)."""
+
+
 @dataclass(frozen=True)
 class AttackSpec:
-    """An attack and its fixed options; ``label`` names its records (``"fgsm"``, ``"pgd-10"``, ``"pgd-10-l2"``)."""
+    """An attack and its fixed options; ``label`` names its records (``"fgsm"``, ``"pgd-10"``, ``"pgd-10-l2"``,
+    ``"apgd-100"``, ``"square-1000"``).
+
+    ``budget`` is the attack's ``steps`` or ``queries`` (whichever its function takes; ``None``: the function's
+    default); an attack with neither (``fgsm``) takes none.
+    """
 
     name: str
     norm: str = "linf"
-    steps: int = 10
+    budget: int | None = None
 
     def __post_init__(self) -> None:
         ATTACKS.get(self.name)
         check_choice("norm", self.norm, NORMS)
-        check_positive_int("steps", self.steps)
+        if self.budget is not None:
+            check_positive_int("budget", self.budget)
+            if self.budget_option is None:
+                raise fail("budget", f"None for {self.name!r}, which takes no steps or queries", self.budget)
+
+    @property
+    def parameters(self) -> Mapping[str, inspect.Parameter]:
+        return inspect.signature(ATTACKS.get(self.name)).parameters
+
+    @property
+    def budget_option(self) -> str | None:
+        """``"steps"``, ``"queries"`` or ``None``: the keyword the attack's budget goes by."""
+        return next((o for o in BUDGET_OPTIONS if o in self.parameters), None)
+
+    @property
+    def effective_budget(self) -> int | None:
+        option = self.budget_option
+        return None if option is None else int(self.budget or self.parameters[option].default)
+
+    @property
+    def takes_generator(self) -> bool:
+        return "generator" in self.parameters
 
     @property
     def label(self) -> str:
-        base = f"pgd-{self.steps}" if self.name == "pgd" else self.name
+        budget = self.effective_budget
+        base = self.name if budget is None else f"{self.name}-{budget}"
         return base if self.norm == "linf" else f"{base}-{self.norm}"
 
     def options(self) -> dict[str, Any]:
         """Keyword options for the attack function."""
-        return {"norm": self.norm, **({"steps": self.steps} if self.name == "pgd" else {})}
+        option = self.budget_option
+        return {"norm": self.norm, **({option: self.effective_budget} if option is not None else {})}
 
 
 def _tuple(value: Any, name: str) -> tuple[Any, ...]:
@@ -176,7 +209,7 @@ def fmnist_c_suite() -> Suite:
 @SUITES.register("attacks")
 def attacks_suite() -> Suite:
     """FGSM and PGD-10 (L-inf) at epsilons 0.01, 0.03, 0.05, 0.1."""
-    return Suite(attacks=(AttackSpec("fgsm"), AttackSpec("pgd", steps=10)), epsilons=LINF_EPSILONS)
+    return Suite(attacks=(AttackSpec("fgsm"), AttackSpec("pgd", budget=10)), epsilons=LINF_EPSILONS)
 
 
 @SUITES.register("shift")
