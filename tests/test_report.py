@@ -166,6 +166,15 @@ def test_comparison_table_cells_and_csv():
     assert [r["in_phase"] for r in rows] == ["n/a", "n/a", "yes", "n/a", "no"]
 
 
+def test_a_row_without_phase_verdicts_is_not_counted_out_of_phase():
+    recs = [{"arch": "FC", "label": "in-NINR (Decay)", "final": True, "test_acc": 0.8, "expected_phase": "decay"}]
+    (row,) = compare(recs)
+    assert row.in_phase is None and row.in_phase_text().startswith("n/a (no verdict")
+    assert len(headline([row])) == 1, "no phase line without a verdict"
+    judged = compare([{**recs[0], "phase": "decay"}])
+    assert judged[0].in_phase is True and judged[0].in_phase_text() == "yes"
+
+
 def test_headline_counts_cells_within_the_bars_and_rows_in_phase():
     rows = compare(planted_records())
     # Within: FC None, FC in-NINR (Decay), CNN None (Mystery has no reference); in phase: 1 of the 2 meant rows.

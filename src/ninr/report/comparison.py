@@ -71,6 +71,7 @@ class ComparisonRow:
     poster_std: float | None = None
     expected_phase: str | None = None  # the phase the row is meant to train in
     n_in_phase: int = 0  # runs whose verdict is ``expected_phase``
+    n_judged: int = 0  # runs with a phase verdict (the ``phase`` run hook ran)
 
     @property
     def diff(self) -> float | None:
@@ -91,13 +92,17 @@ class ComparisonRow:
 
     @property
     def in_phase(self) -> bool | None:
-        """Whether every run is in the intended phase (``None``: the row names none)."""
-        return None if self.expected_phase is None else self.n_in_phase == self.n_runs
+        """Whether every run is in the intended phase (``None``: the row names none, or no run has a verdict)."""
+        if self.expected_phase is None or self.n_judged == 0:
+            return None
+        return self.n_in_phase == self.n_runs
 
     def in_phase_text(self) -> str:
-        """``yes``, ``no (meant: decay)``, ``1 of 2 (meant: decay)`` or ``n/a``."""
+        """``yes``, ``no (meant: decay)``, ``1 of 2 (meant: decay)``, ``n/a`` or ``n/a (no verdict)``."""
         if self.expected_phase is None:
             return "n/a"
+        if self.n_judged == 0:
+            return "n/a (no verdict: the phase hook did not run)"
         if self.in_phase:
             return "yes"
         share = "no" if self.n_in_phase == 0 else f"{self.n_in_phase} of {self.n_runs}"
@@ -144,6 +149,7 @@ def summarize(
                 std,
                 expected_phase=expected,
                 n_in_phase=n_in,
+                n_judged=sum(p is not None for p in phases),
             )
         )
     return rows
@@ -226,7 +232,7 @@ def headline(rows: Sequence[ComparisonRow]) -> list[str]:
     """The two counts a reader wants first: cells within the poster's error bars, rows in their phase."""
     compared = [r for r in rows if r.within is not None]
     out = [f"{sum(bool(r.within) for r in compared)} of {len(compared)} cells within the poster's error bars."]
-    meant = [r for r in rows if r.expected_phase is not None]
+    meant = [r for r in rows if r.expected_phase is not None and r.n_judged > 0]
     if meant:
         off = [f"{r.arch} {r.method} ({r.phase})" for r in meant if not r.in_phase]
         line = f"{len(meant) - len(off)} of {len(meant)} rows in their intended phase in every run"

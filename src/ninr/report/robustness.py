@@ -163,7 +163,9 @@ def _panels(panels: Mapping[str, Series], xlabel: str, colors: Mapping[str, str]
         ax.set_visible(False)
     handles = {label: h for ax in axes.flat for h, label in zip(*ax.get_legend_handles_labels(), strict=True)}
     if handles:
-        fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=min(5, len(handles)))
+        # at most two entries per panel column in a legend row, so a one-panel figure's legend fits its width
+        ncols = min(5, len(handles), 2 * cols)
+        fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=ncols)
     return fig
 
 
