@@ -2,16 +2,17 @@
 
 Usage:
     python benchmarks/implicit_regulariser.py table [--examples 1000] [--sigmas ...] [--points 1024]
-        [--check-points 512] [--validate N] [--out FILE.json] [--threads 1]
+        [--check-points 512] [--validate N] [--nodes fc1 out] [--activations relu tanh] [--out FILE.json]
+        [--threads 1]
     python benchmarks/implicit_regulariser.py curvature [--seeds 0 1]
     python benchmarks/implicit_regulariser.py noise-scale [--seeds 0 1 2 3]
 
 ``table``: for the 784-256-256-256-10 MLP with ReLU and with Tanh (same weights, activation swapped), at
 initialisation (seed 0, the runs' input standardisation) and after one epoch of plain SGD (lr 0.05, batch 64,
-seed 0, the library's training loop), a node on fc1 and one on the output layer (``niw_init="layer"``, seed 0),
-each alone: ``(E L - L) / (1/2 sigma^2 Q)`` on the first ``--examples`` test images, in float64, ``E L`` by
-the ``--points``-point composite rule per example (``ninr.dynamics.implicit``) and ``Q`` by autograd. Then the
-largest change over the sigma grid from a ``--check-points`` rule, relative to the excess. ``--validate N``
+seed 0, the library's training loop), a node on each of ``--nodes`` (default fc1 and the output layer;
+``niw_init="layer"``, seed 0), each alone: ``(E L - L) / (1/2 sigma^2 Q)`` on the first ``--examples`` test
+images, in float64, ``E L`` by the ``--points``-point composite rule per example (``ninr.dynamics.implicit``)
+and ``Q`` by autograd. Then the largest change over the sigma grid from a ``--check-points`` rule, relative to the excess. ``--validate N``
 compares Gauss-Hermite and composite rules with the adaptive Gauss-Kronrod rule (``rtol`` 1e-6) on the first
 N examples at sigma 0.3, 3, 32 and 370: the quadrature error of each rule. ``--out`` writes every row as JSON.
 
@@ -58,8 +59,8 @@ VALIDATE_RTOL = 1e-6
 NODES = ("fc1", "out")
 
 
-def mlp(data: Dataset, activation: str, trained: bool, stats: tuple) -> nn.Module:
-    """The MLP at init (seed 0) or after one epoch of SGD, with ``activation``; nodes on fc1 and out (off)."""
+def mlp(data: Dataset, activation: str, trained: bool, stats: tuple, nodes: Sequence[str] = NODES) -> nn.Module:
+    """The MLP at init (seed 0) or after one epoch of SGD, with ``activation``; nodes on ``nodes``, NIWs seeded."""
     config = TrainConfig(model="mlp", seed=0, epochs=1, lr=0.05, batch_size=64)
     model, _ = build_setup(config, data.input_shape, data.num_classes, [], stats)
     if activation == "tanh":
@@ -68,7 +69,7 @@ def mlp(data: Dataset, activation: str, trained: bool, stats: tuple) -> nn.Modul
                 setattr(model, name, nn.Tanh())
     if trained:
         fit(SingleBackend(model, lr=config.lr, momentum=config.momentum), data, [config], [[]])
-    attach_nins(model, list(NODES), sigma=1.0, seed=0, example_input=data.x_test[:2])
+    attach_nins(model, list(nodes), sigma=1.0, seed=0, example_input=data.x_test[:2])
     return model.double()
 
 
@@ -78,12 +79,12 @@ def table(args: argparse.Namespace) -> None:
     x, y = data.x_test[: args.examples].double(), data.y_test[: args.examples]
     ratios, checks, forms, results = [], [], [], []
     models = {}
-    for activation in ("relu", "tanh"):
+    for activation in args.activations:
         for trained in (False, True):
             start = time.perf_counter()
-            model = mlp(data, activation, trained, stats)
+            model = mlp(data, activation, trained, stats, args.nodes)
             models[(activation, trained)] = model
-            for node in NODES:
+            for node in args.nodes:
                 rows = expansion_map(
                     model, x, y, args.sigmas, layer=node, points=args.points, check_points=args.check_points
                 )
@@ -109,10 +110,10 @@ def table(args: argparse.Namespace) -> None:
     if args.out:
         Path(args.out).write_text(json.dumps({"machine": machine_info(), "results": results}, indent=1))
     if args.validate:
-        validate(models, x[: args.validate], y[: args.validate])
+        validate(models, x[: args.validate], y[: args.validate], args.nodes)
 
 
-def validate(models: dict, x: torch.Tensor, y: torch.Tensor) -> None:
+def validate(models: dict, x: torch.Tensor, y: torch.Tensor, nodes: Sequence[str]) -> None:
     """Gauss-Hermite and composite rules against the adaptive rule: relative error of the excess."""
     print(f"\nquadrature error on the first {len(x)} examples: (rule - adaptive) / adaptive")
     print(
@@ -122,7 +123,7 @@ def validate(models: dict, x: torch.Tensor, y: torch.Tensor) -> None:
     )
     print("|---|---|---|---|" + "---|" * len(VALIDATE_RULES))
     for (activation, trained), model in models.items():
-        for node in NODES:
+        for node in nodes:
             line = NoiseLine(model, x, y, layer=node)
             for s in VALIDATE_SIGMAS:
                 (ref,) = excess_loss(model, x, y, [s], rule="adaptive", rtol=VALIDATE_RTOL, line=line)
@@ -202,6 +203,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--points", type=int, default=1024)
     p.add_argument("--check-points", type=int, default=512)
     p.add_argument("--validate", type=int, default=0)
+    p.add_argument("--nodes", nargs="+", default=list(NODES), help="layers of the MLP to put a node on, one at a time")
+    p.add_argument("--activations", nargs="+", default=["relu", "tanh"], choices=["relu", "tanh"])
     p.add_argument("--out", default="")
     for name in ("curvature", "noise-scale"):
         q = sub.add_parser(name)

@@ -308,3 +308,13 @@ def test_noise_line_uses_the_hooked_path_only_where_it_is_right() -> None:
         line.hooked = False
         (b,) = excess_loss(model, x, y, [1.0], line=line)
         assert a.excess == pytest.approx(b.excess, rel=1e-10)
+
+
+def test_in_place_activation_after_the_node_changes_nothing() -> None:
+    x, y = batch(12)
+    plain, in_place = mlp(nn.ReLU, 1.0), mlp(nn.ReLU, 1.0)
+    in_place.act = nn.ReLU(inplace=True)
+    assert NoiseLine(in_place, x, y).hooked  # the layer's output is copied before the activation overwrites it
+    a = excess_loss(plain, x, y, [0.7, 3.0])
+    b = excess_loss(in_place, x, y, [0.7, 3.0])
+    assert [r.excess for r in a] == pytest.approx([r.excess for r in b], rel=1e-12)

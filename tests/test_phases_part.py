@@ -18,8 +18,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from ninr.cli import main
+from ninr.dynamics.phases import PHASE_PRECEDENCE
+from ninr.dynamics.points import k_after_transient
 from ninr.errors import ConfigError
 from ninr.report import build_report, write_report
+from ninr.report import phases as phases_report
 from ninr.studies import PARTS, InProcessExecutor, ResultStore, RunSpec, load_preset, parse_preset, run_study
 from ninr.studies.parts.phases import TRAJECTORY_POINTS, Linear2Run, LinearRun, MLPRun
 
@@ -173,13 +177,59 @@ def test_mlp_runs_on_a_data_subset_with_both_noise_modes():
         assert final["steps"] == 6 and final["batch_size"] == 16  # 2 epochs x 48 / 16
         assert final["k"] > 0 and math.isfinite(final["test_acc"]) and final["phase"] in ("decoupled", "decay")
         assert [r["step"] for r in rows] == list(range(7))  # the NIW norm at step 0 and after every step
+        assert final["methods"] == "in-ninr" and all(r["where"] == "input" for r in rows)
+        assert set(final["phase_nodes"]) == {"fc1"} and final["phase_node"] == final["curvature_node"] == "fc1"
     assert runs[0][-1]["niw_norm"] != runs[1][-1]["niw_norm"]  # fixed per-example noise is a different run
     assert _dumps(_run(specs[1])) == _dumps(runs[1])
+
+
+def test_full_ninr_puts_a_node_on_every_layer_and_fits_the_node_that_decided():
+    """``where = "all"``: a node on each of fc1, fc2, fc3 and out; the run's phase is the one its deciding node
+    takes by the classifier's precedence, and the NIW decay fit and trajectory are that node's."""
+    options = {**MLP_OPTIONS, "noise": ["redrawn"], "where": "all"}
+    (spec,) = _specs({"name": "t", "phases": {"seeds": [0], "options": {"mlp": options}}})
+    (plain,) = _specs({"name": "t", "phases": {"seeds": [0], "options": {"mlp": {**options, "where": "input"}}}})
+    assert spec.options.where == "all" and spec.identity["options"]["where"] == "all"
+    assert spec.run_id != plain.run_id  # where is in the run id
+    assert spec.label == "full-ninr redrawn sigma=1" and plain.label == "redrawn sigma=1"
+    rows = _run(spec)
+    final = rows[-1]
+    nodes = {"fc1", "fc2", "fc3", "out"}
+    assert final["methods"] == "full-ninr" and final["where"] == "all"
+    assert all(r["where"] == "all" and r["methods"] == "full-ninr" for r in rows)  # every row, not only the final
+    assert set(final["phase_nodes"]) == nodes and set(final["curvatures"]) == nodes
+    assert final["curvature"] == max(final["curvatures"].values())
+    assert final["curvatures"][final["curvature_node"]] == final["curvature"]
+    assert final["k"] == pytest.approx(final["lr"] * final["sigma"] ** 2 * final["curvature"], rel=1e-12)
+    node = final["phase_node"]
+    assert node in nodes and final["niw_node"] == node and final["phase"] == final["phase_nodes"][node]
+    rank = {p: i for i, p in enumerate(PHASE_PRECEDENCE)}
+    assert all(rank[final["phase"]] <= rank[p] for p in final["phase_nodes"].values())
+    assert 0 < final["k_after"] <= final["k_max"] and math.isfinite(final["k_max"])
+    assert rows[0]["niw_norm"] == final["niw_norm_initial"] and rows[-1]["niw_norm"] == final["niw_norm_final"]
+
+
+def test_k_after_the_transient_is_the_median_of_the_second_half_of_one_nodes_measurements():
+    rows = [{"node": "a", "k": k} for k in (5.0, 1.0, 2.0, 4.0)] + [{"node": "b", "k": 100.0}] * 3
+    assert k_after_transient(rows, "a") == 3.0  # median of 2 and 4; a's first half and node b left out
+    assert k_after_transient([*rows, {"node": "a", "k": 3.5}], "a") == 3.5  # 5 values: the last 3
+    assert math.isnan(k_after_transient(rows, "c"))
+
+
+def test_where_is_an_mlp_option_only(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        main(["phases", "--model", "linear", "--where", "all", "--out", str(tmp_path / "o")])
+    assert exc.value.code == 2 and not (tmp_path / "o").exists()
+    assert "`--where` applies to --model mlp only, got --model linear" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
     ("section", "match"),
     [
+        (
+            {"seeds": [0], "options": {"mlp": {"where": "middle"}}},
+            r"\[phases\.options\.mlp\]\.where` must be one of \['input', 'all'\]",
+        ),
         ({"seeds": [0], "options": {"linaer": {}}}, "did you mean 'linear'"),
         ({"seeds": [0], "options": {"linear": {"sigma": [1.0]}}}, "did you mean 'sigmas'"),
         ({"seeds": [0], "options": {"linear": {"sigmas": [-1.0]}}}, "sigmas"),
@@ -200,6 +250,98 @@ def test_a_subset_larger_than_the_training_set_is_refused():
     (spec,) = _specs({"name": "t", "phases": {"seeds": [0], "options": {"mlp": options}}})
     with pytest.raises(ConfigError, match="`train_examples` must be at most the 64 training images"):
         _run(spec)
+
+
+# ----------------------------------------------------------------------------- the MLP's k bands in the report
+
+INF = math.inf
+# (sigma, [(phase, k_max) per seed]) of in-NINR with redrawn noise; sigma 2's third seed is outvoted
+K_GRID = [
+    (1.0, [("decay", 0.1), ("decay", 0.12), ("decay", 0.11)]),
+    (2.0, [("decay", 0.4), ("decay", 0.5), ("catapult", 2.5)]),
+    (4.0, [("catapult", 2.6), ("catapult", 3.1), ("catapult", 2.8)]),
+    (8.0, [("divergent", 5.0), ("divergent", INF), ("divergent", 6.0)]),
+]
+
+
+def _final(sigma: float, seed: int, phase: str, k_max: float, *, where="input", noise="redrawn", node="fc1") -> dict:
+    """A final MLP record as the part writes it, with the fields the report reads."""
+    return {
+        "model": "mlp", "where": where, "noise": noise, "sigma": sigma, "seed": seed, "lr": 0.05, "k": 1e-3 * sigma**2,
+        "k_max": k_max, "k_after": k_max / 2, "phase": phase, "phase_node": node, "test_acc": 0.8, "steps": 100,
+        "batch_size": 64, "status": "completed", "final": True, "run_id": f"{where}-{noise}-{sigma}-{seed}",
+    }  # fmt: skip
+
+
+def _k_finals() -> list[dict]:
+    finals = [_final(s, seed, p, k) for s, runs in K_GRID for seed, (p, k) in enumerate(runs)]
+    finals.append(_final(1.0, 0, "decay", 9.0, noise="fixed"))  # another noise mode: not in the redrawn bands
+    finals += [_final(s, 0, "catapult", 10 * s, where="all", node="out") for s in (1.0, 2.0)]
+    return finals
+
+
+def test_phase_bands_give_each_measured_bands_k_max_range_over_all_its_runs():
+    bands = phases_report.phase_bands([r for r in _k_finals() if r["where"] == "input"], "redrawn")
+    assert [(p, k_lo, k_hi) for p, _, _, k_lo, k_hi in bands] == [
+        ("decay", 0.1, 2.5),  # sigma 1 and 2, with sigma 2's outvoted catapult seed
+        ("catapult", 2.6, 3.1),
+        ("divergent", 5.0, INF),  # a run with a non-finite k_max
+    ]
+    assert [(lo, hi) for _, lo, hi, _, _ in bands] == [
+        pytest.approx(e) for e in [(1 / 1.5, 8**0.5), (8**0.5, 32**0.5), (32**0.5, 12.0)]
+    ]  # edges at the geometric midpoints of the grid, 1.5x beyond its ends
+    assert phases_report.k_text(5.0, INF) == "k_max >= 5" and phases_report.k_text(0.1, 2.5) == "k_max 0.1-2.5"
+
+
+def test_ranges_and_runs_tables_carry_k_max_and_keep_in_and_full_ninr_apart():
+    finals = _k_finals()
+    ranges = phases_report.ranges_table(finals, {})
+    measured = {(d["model"], d["noise"], d["phase"]): (d["k_max_lo"], d["k_max_hi"]) for d in ranges.data}
+    assert measured[("mlp", "redrawn", "decay")] == (0.1, 2.5)
+    assert measured[("mlp", "fixed", "decay")] == (9.0, 9.0)
+    assert measured[("mlp-full", "redrawn", "catapult")] == (10.0, 20.0)
+    assert "k max from" in ranges.headers and "k max to" in ranges.headers
+    inner = phases_report.runs_table(finals, "mlp")
+    full = phases_report.runs_table(finals, "mlp-full")
+    assert (inner.name, full.name) == ("mlp_runs", "mlp_full_runs")
+    assert {d["where"] for d in inner.data} == {"input"} and {d["where"] for d in full.data} == {"all"}
+    column = {h: i for i, h in enumerate(inner.headers)}
+    row = next(c for c in inner.cells if c[:2] == ("redrawn", "2"))
+    assert row[column["k max"]] == "0.4-2.5" and row[column["k after"]] == "0.2-1.25"
+    assert row[column["phase"]] == "decay 2, catapult 1"
+    assert [c[column["node"]] for c in full.cells] == ["out", "out"]
+
+
+def test_phase_figure_labels_each_band_with_its_k_max_range(monkeypatch):
+    pytest.importorskip("matplotlib", reason="reports draw figures (pip install 'ninr[plot]')")
+    drawn = []
+    monkeypatch.setattr(phases_report, "to_png", lambda fig: drawn.append(fig) or PNG_MAGIC)
+    phases_report.phase_figure(_k_finals(), {})
+    (fig,) = drawn
+    inner, full = fig.axes[:2]
+    assert "in-NINR" in inner.get_title() and "full-NINR" in full.get_title()
+    texts = [t.get_text() for t in inner.texts]
+    for phase, k in [("decay", "k_max 0.1-2.5"), ("catapult", "k_max 2.6-3.1"), ("divergent", "k_max >= 5")]:
+        assert sum(t.startswith(phase) and t.endswith(k) for t in texts) == 1, (phase, texts)
+    assert any(t.startswith("catapult") and t.endswith("k_max 10-20") for t in (t.get_text() for t in full.texts))
+
+
+def test_trajectories_go_to_the_panel_of_their_runs_final_record(monkeypatch):
+    """A run's NIW-norm rows go to its final record's panel, also in a store whose other rows lack ``where``."""
+    pytest.importorskip("matplotlib", reason="reports draw figures (pip install 'ninr[plot]')")
+    drawn = []
+    monkeypatch.setattr(phases_report, "to_png", lambda fig: drawn.append(fig) or PNG_MAGIC)
+    finals = [{**r, "step": 2, "niw_norm": 0.5} for r in _k_finals()]
+    keep = ("run_id", "model", "seed", "noise")
+    rows = [
+        {**{k: r[k] for k in keep}, "step": step, "niw_norm": 1.0, "final": False} for r in finals for step in (0, 1)
+    ]
+    phases_report.trajectory_figure(rows + finals)
+    inner, full = drawn[0].axes[:2]
+    assert "in-NINR" in inner.get_title() and "full-NINR" in full.get_title()
+    assert len(inner.lines) == 5  # seed 0: four redrawn sigmas and the fixed-noise run ...
+    assert len(full.lines) == 2  # ... and the two full-NINR runs, each with all of its rows
+    assert all(len(line.get_xdata()) == 3 for line in inner.lines + full.lines)
 
 
 # ----------------------------------------------------------------------------- the two-layer toy (linear2)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import threading
 import time
 from pathlib import Path
@@ -386,6 +387,21 @@ def test_dask_worker_processes_give_the_in_process_records(tiny_specs, reference
     assert records_by_id(store) == reference_records
 
 
+def assert_close_across_paths(got: dict, want: dict, key: str, *, n_test: int) -> None:
+    """``got[key]`` as computed on another code path (stacked against one by one): the same float32 sums in other
+    orders, so floats agree to rel 1e-4 (per-step rounding ~1e-6 relative over a few steps: the analysis and the
+    measurements are at ``RTOL`` in tests/test_stacked.py), and an accuracy within one example of the set it counts
+    (a prediction flips only where two logits lie within ~1e-6 of each other); anything else is equal."""
+    value = want[key]
+    if key.endswith("_acc") and isinstance(value, float) and not math.isnan(value):
+        examples = want["examples"] if key == "train_acc" else n_test
+        assert abs(got[key] - value) <= 1 / examples + 1e-12, key
+    elif isinstance(value, float):
+        assert got[key] == pytest.approx(value, rel=1e-4, abs=1e-6, nan_ok=True), key
+    else:
+        assert got[key] == value, key
+
+
 def test_stacked_and_one_by_one_records_agree_to_float_tolerance(reference_store, unstacked_records, tiny_specs):
     stacked = {r.run_id: r for r in reference_store.results()}
     assert stacked.keys() == unstacked_records.keys() == {s.run_id for s in tiny_specs}
@@ -396,9 +412,8 @@ def test_stacked_and_one_by_one_records_agree_to_float_tolerance(reference_store
         rows = stacked[rid].records
         assert [r.keys() for r in rows] == [r.keys() for r in alone]
         for got, want in zip(rows, alone, strict=True):
-            for key, value in want.items():
-                expected = pytest.approx(value, rel=1e-4, abs=1e-6) if isinstance(value, float) else value
-                assert got[key] == expected, (rid, key)
+            for key in want:
+                assert_close_across_paths(got, want, key, n_test=64)  # configs/tiny.toml: n_test = 64
 
 
 def _labels(tasks: list[Task]) -> list[tuple]:
@@ -464,12 +479,15 @@ def test_mixed_sweep_stacks_what_it_can_and_logs_why_the_rest_goes_one_by_one(tm
         got, want = stacked.read(spec.run_id), alone.read(spec.run_id)
         assert ("stacked" in got.meta) == (spec.label != "Dropout")
         if spec.label == "Dropout":
-            assert got.records == want.records
+            assert got.records == want.records  # trained one by one in both stores: one kernel, the same bits
             continue
         assert got.meta["stacked"]["runs"] == 8
         (final,), (expected,) = final_records(got.records), final_records(want.records)
-        assert final["test_acc"] == pytest.approx(expected["test_acc"], abs=1e-6)
-        assert final.get("phase") == expected.get("phase")  # the phase hook ran on the stacked run too
+        assert_close_across_paths(final, expected, "test_acc", n_test=32)
+        # The phase hook ran on the stacked run too. Its verdict compares statistics of the NIW trajectory (k_max
+        # among them, checked below) with fixed thresholds; the paths' ~1e-6 relative difference moves a verdict
+        # only for a statistic within ~1e-6 of its threshold, a chance of order 1e-6 per statistic.
+        assert final.get("phase") == expected.get("phase")
         if "k_max" in expected:
             assert final["k_max"] == pytest.approx(expected["k_max"], rel=1e-3)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from ninr.cli.args import Handler, check_out_path, nonneg_int, pos_float, pos_int
@@ -16,7 +17,7 @@ from ninr.dynamics.theory.linear import theory_curve
 from ninr.dynamics.validation import CALIBRATION_SEED, VALIDATION_SEED, validation_report
 from ninr.errors import ConfigError
 from ninr.perf import num_threads
-from ninr.report.phases import linear2_note, linear2_theory, phase_ranges, runs_table
+from ninr.report.phases import linear2_note, linear2_theory, panel_name, phase_ranges, runs_table
 from ninr.studies.executors import make_executor
 from ninr.studies.part import PARTS
 from ninr.studies.records import final_records
@@ -39,6 +40,8 @@ def register(subparsers: Any) -> dict[str, Handler]:
         default=["redrawn", "fixed"],
         help="NIN noise redrawn every step and/or fixed per example (default: both)",
     )
+    p.add_argument("--where", choices=["input", "all"], default=None,
+                   help="MLP: where the nodes go: input (in-NINR, on fc1; the default) or all (full-NINR)")  # fmt: skip
     p.add_argument("--epochs", type=pos_int, default=None, help="MLP epochs (default: 2)")
     p.add_argument("--steps", type=pos_int, default=None, help="linear and linear2 steps (default: 300)")
     p.add_argument("--phi0", type=float, default=None, help="linear2: initial v . theta (default: 0.01)")
@@ -69,7 +72,7 @@ def register(subparsers: Any) -> dict[str, Handler]:
 def sweep_options(args: argparse.Namespace) -> dict[str, Any]:
     """The ``[phases.options.MODEL]`` table the flags describe (flags left out keep the part's defaults)."""
     only = (("steps", ("linear", "linear2")), ("epochs", ("mlp",)), ("phi0", ("linear2",)), ("norm_sq", ("linear2",)),
-            ("boundary_seeds", ("linear2",)))  # fmt: skip
+            ("boundary_seeds", ("linear2",)), ("where", ("mlp",)))  # fmt: skip
     for flag, models in only:
         if getattr(args, flag, None) is not None and args.model not in models:
             name = f"--{flag.replace('_', '-')}"
@@ -85,7 +88,7 @@ def sweep_options(args: argparse.Namespace) -> dict[str, Any]:
         sweep["steps"] = args.steps
     if args.epochs is not None:
         sweep["epochs"] = args.epochs
-    for flag in ("phi0", "norm_sq", "boundary_seeds"):
+    for flag in ("phi0", "norm_sq", "boundary_seeds", "where"):
         if getattr(args, flag, None) is not None:
             sweep[flag] = getattr(args, flag)
     return sweep
@@ -103,21 +106,39 @@ def cmd_phases(args: argparse.Namespace) -> int:
         return _phases(args)
 
 
+def _refuse_other_results(out: Path, store: ResultStore, run_ids: set[str]) -> None:
+    """Without ``--resume``, ``--out`` must be new or empty: a sweep never writes over other results silently.
+
+    A store already holding runs of this very sweep is left to :func:`ninr.studies.session.run_part`, whose
+    refusal says how many of them it holds."""
+    held = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if held and not store.run_ids() & run_ids:
+        shown = ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")
+        raise ConfigError(
+            f"`--out` must be a new or empty directory, got {str(out)!r}, which holds {shown}; choose another "
+            "--out (--resume adds this sweep's runs to its store and rewrites its report)"
+        )
+
+
 def _phases(args: argparse.Namespace) -> int:
     part = PARTS.get("phases")
     raw = {"seeds": list(args.seeds), "options": {args.model: sweep_options(args)}}
     section = part.parse_section(raw)
-    specs = part.expand(section, f"phases-{args.model}")
-    out = check_out_path("--out", args.out or f"results/phases-{args.model}", directory=True)
+    name = panel_name(args.model, args.where or "input")
+    specs = part.expand(section, f"phases-{name}")
+    out = check_out_path("--out", args.out or f"results/phases-{name}", directory=True)
     store = ResultStore(out / "phases")
-    info = single_info("phases", specs, raw, f"ninr phases --model {args.model}")
+    if not args.resume:
+        _refuse_other_results(out, store, {s.run_id for s in specs})
+    where = f" --where {args.where}" if args.where else ""
+    info = single_info("phases", specs, raw, f"ninr phases --model {args.model}{where}")
     with make_executor(workers=args.workers) as executor:
         summary = run_part(
             specs, store, executor, info, resume=args.resume, quiet=args.quiet, stack=stacking("phases", section)
         )
     paths = write_reports(out, out / "report", echo=False)
     finals = final_records(store.records(info["run_ids"]))
-    print(runs_table(finals, args.model).to_markdown())
+    print(runs_table(finals, name).to_markdown())
     linear = [r for r in finals if r["model"] == "linear"]
     if linear:
         r = linear[0]

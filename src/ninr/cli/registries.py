@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any
 
 import ninr.data
@@ -24,11 +25,27 @@ LOADED = (ninr.data, ninr.functional, ninr.hep, ninr.methods, ninr.models, ninr.
 
 def register(sub: Any) -> dict[str, Handler]:
     """Add ``list`` and ``data``; return their handlers."""
-    p_list = sub.add_parser("list", help="list the registries (models, methods, distributions, ...)")
-    p_list.add_argument("kind", nargs="?", default=None, help="only this registry")
-    p_data = sub.add_parser("data", help="data set management")
+    p_list = sub.add_parser(
+        "list",
+        help="list the registries (models, methods, distributions, ...)",
+        description="List what can be named on the command line and in experiment files: every registry (models, "
+        "methods, distributions, corruptions, attacks, data sets, study parts, run hooks, report sections), "
+        "installed plugins included, with a one-line summary of each entry and, for methods, their parameters "
+        "(the keys of `ninr train --param KEY=VALUE`) with their defaults.",
+    )
+    p_list.add_argument("kind", nargs="?", default=None, help="only this registry, e.g. methods")
+    p_data = sub.add_parser(
+        "data",
+        help="data set management",
+        description="Data set management: `ninr data fetch` makes Fashion-MNIST available.",
+    )
     data_sub = p_data.add_subparsers(dest="data_command", required=True)
-    p_fetch = data_sub.add_parser("fetch", help="make Fashion-MNIST available (verify checksums, cache)")
+    p_fetch = data_sub.add_parser(
+        "fetch",
+        help="make Fashion-MNIST available (verify checksums, cache)",
+        description="Find Fashion-MNIST (--data-dir or NINR_DATA_DIR alone when given; else the Debian package "
+        "directory, then the user cache) or download it into the cache, and verify every file's sha256.",
+    )
     p_fetch.add_argument("--data-dir", default=None)
     p_fetch.add_argument("--no-download", action="store_true")
     return {"list": cmd_list, "data": cmd_data}
@@ -46,7 +63,28 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"{kind}s:")
         for name, doc in regs[kind].describe().items():
             print(f"  {name:<20} {doc}")
+            keys = parameters(regs[kind].get(name))
+            if keys:
+                print(f"  {'':<20}   parameters: {keys}")
     return 0
+
+
+def parameters(obj: object) -> str:
+    """``"sigma=1.0, distribution='gaussian'"``: the constructor fields of a registered dataclass (a method) with
+    their defaults; empty for anything else."""
+    if not (isinstance(obj, type) and dataclasses.is_dataclass(obj)):
+        return ""
+    shown = []
+    for f in dataclasses.fields(obj):
+        if not f.init:
+            continue
+        if f.default is not dataclasses.MISSING:
+            shown.append(f"{f.name}={f.default!r}")
+        elif f.default_factory is not dataclasses.MISSING:
+            shown.append(f"{f.name}={f.default_factory()!r}")
+        else:
+            shown.append(f.name)
+    return ", ".join(shown)
 
 
 def cmd_data(args: argparse.Namespace) -> int:

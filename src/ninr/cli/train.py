@@ -8,10 +8,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ninr.cli.args import Handler, key_value, nonneg_float, nonneg_int, pos_float, pos_int, unit_float
-from ninr.data import load_dataset
+from ninr.cli.args import Handler, check_out_path, key_value, nonneg_float, nonneg_int, pos_float, pos_int, unit_float
+from ninr.data import DATASETS, load_dataset
 from ninr.errors import ConfigError
+from ninr.methods import METHODS
 from ninr.methods import get as get_method
+from ninr.models import MODELS
 from ninr.perf import check_precision, num_threads
 from ninr.studies.executors import RUN_THREADS, Executor, run_planned
 from ninr.studies.part import RunOutput
@@ -25,13 +27,29 @@ from ninr.train import EpochPrinter, MethodSpec, TrainConfig, resolve, run_id, r
 
 NIN_TO_METHOD = {"input": "in-ninr", "all": "full-ninr"}
 
+TRAIN_DESCRIPTION = (
+    "Train one model with plain SGD and print its final test accuracy. With --out DIR the run is written to the "
+    "run directory DIR (config, per-epoch metrics, checkpoint; reload it with ninr.train.load_run or ninr eval); "
+    "without --out nothing is written. An existing run in DIR is never replaced without --overwrite."
+)
+DEMO_DESCRIPTION = (
+    "Train the MLP on Fashion-MNIST with and without in-NINR (input noise injection node) and print both test "
+    "accuracies side by side. The two run directories go to OUT/none and OUT/in-ninr; OUT must be new or empty "
+    "unless --overwrite."
+)
+
 
 def register(sub: Any) -> dict[str, Handler]:
     """Add ``train`` and ``demo``; return their handlers."""
-    p_train = sub.add_parser("train", help="train one model")
+    p_train = sub.add_parser("train", help="train one model", description=TRAIN_DESCRIPTION)
     add_train_args(p_train)
-    p_demo = sub.add_parser("demo", help="train the MLP with and without in-NINR and compare")
-    p_demo.add_argument("--out", default="runs/demo", help="parent directory of the two run directories")
+    p_demo = sub.add_parser(
+        "demo", help="train the MLP with and without in-NINR and compare", description=DEMO_DESCRIPTION
+    )
+    p_demo.add_argument(
+        "--out", default="runs/demo", help="parent directory of the two run directories (default: runs/demo)"
+    )
+    p_demo.add_argument("--overwrite", action="store_true", help="replace the demo's runs already in --out")
     p_demo.add_argument("--epochs", type=pos_int, default=3)
     p_demo.add_argument(
         "--sigma", type=nonneg_float, default=32.0, help="in-NINR noise std; default 32 (decay phase at lr 0.05)"
@@ -42,7 +60,7 @@ def register(sub: Any) -> dict[str, Handler]:
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="mlp", help="model name (see `ninr list`); default: mlp")
+    p.add_argument("--model", default="mlp", help=f"model name: {', '.join(MODELS.names())}; default: mlp")
     p.add_argument(
         "--model-arg",
         type=key_value,
@@ -51,7 +69,11 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="model builder argument, e.g. width=512 (repeatable)",
     )
-    p.add_argument("--dataset", default="fashion-mnist", help="dataset name; default: fashion-mnist")
+    p.add_argument(
+        "--dataset",
+        default="fashion-mnist",
+        help=f"data set name: {', '.join(DATASETS.names())}; default: fashion-mnist",
+    )
     p.add_argument("--data-dir", default=None, help="directory holding the dataset files (else NINR_DATA_DIR, ...)")
     p.add_argument("--val-size", type=nonneg_int, default=0, help="validation examples carved from train")
     p.add_argument(
@@ -60,7 +82,13 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="shortcut: input = --method in-ninr, all = --method full-ninr",
     )
-    p.add_argument("--method", action="append", default=[], help="regularization method (repeatable to compose)")
+    p.add_argument(
+        "--method",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help=f"regularization method, repeatable to compose: {', '.join(METHODS.names())}",
+    )
     p.add_argument("--sigma", type=nonneg_float, default=None, help="noise std of the NINR methods")
     p.add_argument(
         "--param",
@@ -68,7 +96,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="method hyperparameter, given to every chosen method that has it (repeatable)",
+        help="method hyperparameter, given to every chosen method that has it (repeatable); "
+        "`ninr list methods` shows each method's keys and defaults",
     )
     p.add_argument("--lr", type=pos_float, default=0.05, help="SGD learning rate; default: 0.05")
     p.add_argument("--momentum", type=unit_float, default=0.0, help="SGD momentum; default: 0 (plain SGD)")
@@ -83,7 +112,11 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
         default="fp32",
         help="fp32 (default, the reference) or bf16 autocast (needs a CPU/GPU with native bf16)",
     )
-    p.add_argument("--out", default=None, help="run directory to write (config.json, metrics.jsonl, checkpoint.pt)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="run directory to write (config.json, metrics.jsonl, checkpoint.pt); without it nothing is written",
+    )
     again = p.add_mutually_exclusive_group()
     again.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     again.add_argument(
@@ -91,7 +124,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="--out holds this run: keep it if finished, else continue it from its last finished epoch",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress bar (shown when stderr is a terminal) or per-epoch lines"
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
@@ -239,13 +274,22 @@ def _replace_run(config: TrainConfig, out: Path, *, progress: bool) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """``ninr demo``: two runs into ``--out``, which must be new or empty unless ``--overwrite``."""
+    root = check_out_path("--out", args.out, directory=True)
+    held = sorted(p.name for p in root.iterdir()) if root.is_dir() else []
+    if held and not args.overwrite:
+        shown = ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")
+        raise ConfigError(
+            f"`--out` must be a new or empty directory, got {str(root)!r}, which holds {shown}; "
+            "--overwrite replaces the demo's runs in it"
+        )
     data = load_dataset(args.dataset)
     rows = []
     for label, methods in (("none", ()), ("in-ninr", (MethodSpec("in-ninr", {"sigma": args.sigma}),))):
         config = TrainConfig(dataset=args.dataset, methods=methods, epochs=args.epochs, seed=args.seed)
         out = Path(args.out) / label
         print(f"== {label} -> {out}", file=sys.stderr)
-        result = train(config, data=data, out_dir=out, overwrite=True, callbacks=[EpochPrinter(label=label)])
+        result = train(config, data=data, out_dir=out, overwrite=args.overwrite, callbacks=[EpochPrinter(label=label)])
         rows.append((label, result))
     print(f"\nclean test accuracy after {args.epochs} epoch(s), MLP 784-256-256-256-10, seed {args.seed}:")
     print(f"{'method':<10} {'test_acc':>9} {'train_loss':>11} {'s/epoch':>8}  run")

@@ -33,7 +33,7 @@ per example without sampling error, batched over examples and quadrature points.
   estimate meets ``rtol``: the reference the other two are measured against.
 
 On the ReLU MLP (100 test images, sigma 0.3 to 370) the 1024-point composite rule is within 1.2e-4 of the
-adaptive rule, the 1024-point Gauss-Hermite rule within 1.2e-2 (docs/dynamics.md section 6).
+adaptive rule, the 1024-point Gauss-Hermite rule within 1.2e-2 (docs/dynamics.md section 6a).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ from ninr.nn.attach import nin_nodes
 
 QUADRATURE_POINTS = 1024
 """Default points of the composite rule: relative error at most 1.2e-4 of the excess against the adaptive rule
-on the ReLU and Tanh MLPs at sigma 0.3 to 370 (docs/dynamics.md section 6)."""
+on the ReLU and Tanh MLPs at sigma 0.3 to 370 (docs/dynamics.md section 6a)."""
 
 GAUSS_POINTS = 64
 """Default points of the Gauss rule (``check_implicit_regularization``, smooth models at small sigma)."""
@@ -279,7 +279,7 @@ def _per_row_loss(loss_fn: LossFn) -> LossFn:
     def one(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return loss_fn(output.unsqueeze(0), target.unsqueeze(0))
 
-    return torch.func.vmap(one)  # type: ignore[no-any-return]
+    return torch.func.vmap(one)
 
 
 class NoiseLine:
@@ -318,7 +318,8 @@ class NoiseLine:
 
     def _layer_output(self, eps: torch.Tensor | None) -> torch.Tensor:
         got: list[torch.Tensor] = []
-        handle = self._module.register_forward_hook(lambda m, a, out: got.append(out.detach()))
+        # a copy: an in-place activation after the layer would otherwise overwrite it
+        handle = self._module.register_forward_hook(lambda m, a, out: got.append(out.detach().clone()))
         try:
             with replaying(self.model, None if eps is None else {self.name: eps}):
                 self.model(self.x)

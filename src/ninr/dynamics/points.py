@@ -2,16 +2,17 @@
 
 :func:`linear_point` simulates the linear-regression model (:mod:`ninr.dynamics.theory`),
 :func:`linear2_point` the two-layer linear toy (:mod:`ninr.dynamics.theory.two_layer`), and
-:func:`mlp_point` trains the 3-hidden-layer ReLU MLP with in-NINR through :func:`ninr.train.train` with probe
-callbacks, for noise redrawn every step or fixed per example. Each returns the point's record (sigma, k,
-phase, decay times with errors, ...) and its trajectories; the ``phases`` study part
-(:mod:`ninr.studies.parts.phases`) sweeps the points, and tables and plots are functions of the records.
+:func:`mlp_point` trains the 3-hidden-layer ReLU MLP with in-NINR (a node on ``fc1``) or full-NINR (a node at every
+layer) through :func:`ninr.train.train` with probe callbacks, for noise redrawn every step or fixed per example.
+Each returns the point's record (sigma, k, phase, decay times with errors, ...) and its trajectories; the ``phases``
+study part (:mod:`ninr.studies.parts.phases`) sweeps the points, and tables and plots are functions of the records.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -260,9 +261,15 @@ def linear2_point(point: Linear2Point) -> tuple[dict[str, Any], dict[str, Any]]:
     return record, trajectory
 
 
+MLP_WHERE = {"input": "in-ninr", "all": "full-ninr"}
+"""Where the MLP's nodes go (``ninr.nn.attach.attach_nins``' ``where``) and the NINR method that puts them there:
+``"input"`` one node on ``fc1`` (in-NINR), ``"all"`` a node on every layer, ``fc1 .. fc3`` and ``out`` (full-NINR)."""
+
+
 @dataclass(frozen=True)
 class MLPPoint:
-    """One MLP point: in-NINR at ``sigma`` on ``fc1`` of the MLP, trained with the config's SGD settings."""
+    """One MLP point: in-NINR (``where="input"``) or full-NINR (``"all"``) at ``sigma``, trained with the config's
+    SGD settings."""
 
     config: TrainConfig
     noise: str
@@ -271,12 +278,19 @@ class MLPPoint:
     loss_every: int = 25
     probe_size: int = 1000
     observe_every: int = OBSERVE_EVERY
+    where: str = "input"
 
     def __post_init__(self) -> None:
         check_choice("noise", self.noise, NOISE_MODES)
+        check_choice("where", self.where, tuple(MLP_WHERE))
         check_positive("sigma", self.sigma)
         for name in ("niw_every", "loss_every", "probe_size", "observe_every"):
             check_positive_int(name, getattr(self, name))
+
+    @property
+    def method(self) -> str:
+        """The NINR method that puts the nodes ``where`` says."""
+        return MLP_WHERE[self.where]
 
 
 def probe_splits(data: Dataset, size: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -288,47 +302,61 @@ def probe_splits(data: Dataset, size: int) -> dict[str, tuple[torch.Tensor, torc
 
 
 def mlp_point(point: MLPPoint, data: Dataset) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Train the in-NINR MLP at one point; returns ``(record, trajectory)``.
+    """Train the NINR MLP at one point; returns ``(record, trajectory)``.
 
-    ``k_init`` is ``lr sigma^2 lambda_max`` with ``lambda_max`` the fc1 node's curvature of the plain model at
-    initialisation (:func:`ninr.methods.calibrate.nin_curvature`) on the probe batch; the phase comes from the
-    node's dynamics along the run (:class:`~ninr.dynamics.observe.NodeObserver`: ``k(t)`` of the noisy loss),
-    whose maximum, final and accumulated ``k`` the record carries.
+    ``curvature`` is the largest ``lambda_max`` over the nodes ``point.where`` attaches (``curvature_node``; every
+    node's in ``curvatures``), of the plain model at initialisation (:func:`ninr.methods.calibrate.nin_curvature`)
+    on the probe batch, and ``k`` is ``lr sigma^2 curvature``. The phase comes from the nodes' dynamics along the
+    run (:class:`~ninr.dynamics.observe.NodeObserver`: ``k(t)`` of the noisy loss; :func:`classify_nodes`):
+    ``phase_node`` decided it, and the record carries that node's maximum, final and accumulated ``k`` and
+    ``k_after``, the median of its ``k`` over the second half of the measurements (after the sharpening
+    transient). The NIW decay time ``tau_niw`` and the trajectory's ``niw_norm`` are those of the deciding node
+    (``niw_node``): with full-NINR the nodes' curvatures differ by orders of magnitude, and the node that decided
+    the phase is the one whose dynamics the verdict describes.
     """
     base = point.config
     splits = probe_splits(data, point.probe_size)
     plain, _ = build_setup(base, data.input_shape, data.num_classes, [], channel_stats(data.x_train))
-    curvature = nin_curvature(plain, *splits["train"], where="input", seed=base.seed)["fc1"]
-    cfg = base.replace(methods=(MethodSpec("in-ninr", {"sigma": point.sigma}),))
+    curvatures = nin_curvature(plain, *splits["train"], where=point.where, seed=base.seed)
+    top = max(curvatures, key=lambda name: curvatures[name])
+    cfg = base.replace(methods=(MethodSpec(point.method, {"sigma": point.sigma}),))
     niw_probe, loss_probe = NIWProbe(every=point.niw_every), LossProbe(splits, every=point.loss_every)
     observer = NodeObserver(*splits["train"], every=point.observe_every, seed=base.seed)
     callbacks: list[Any] = [niw_probe, loss_probe, observer]
     if point.noise == "fixed":
         callbacks.append(FixedExampleNoise(data, cfg))
     result = train(cfg, data=data, callbacks=callbacks)
-    t_niw, norms = niw_probe.series("niw_norm/fc1")
+    verdict = classify_nodes(observer.series(), status=result.status)
+    node = verdict.node
+    t_niw, norms = niw_probe.series(f"niw_norm/{node}")
     t_loss, train_loss = loss_probe.series("train_loss")
     _, test_loss = loss_probe.series("test_loss")
-    verdict = classify_nodes(observer.series(), status=result.status)
     phase = verdict.result
     final, lr = result.final, base.lr
     record = {
         "model": "mlp",
+        "where": point.where,
         "noise": point.noise,
         "sigma": point.sigma,
         "seed": base.seed,
         "lr": lr,
-        "curvature": curvature,
-        "k": lr * point.sigma**2 * curvature,
+        "curvature": curvatures[top],
+        "curvature_node": top,
+        "curvatures": dict(curvatures),
+        "k": lr * point.sigma**2 * curvatures[top],
         "k_max": phase.k_max,
         "k_final": phase.k_final,
         "k_sum": phase.k_sum,
+        "k_after": k_after_transient(observer.k_records(), node),
         "energy_rise": phase.energy_rise,
         "rho": phase.rho,
         "status": result.status,
         "steps": final.get("step", 0),
         "phase": phase.phase,
         "phase_reason": phase.reason,
+        "phase_node": node,
+        "phase_nodes": dict(verdict.nodes),
+        "niw_node": node,
         "niw_norm_initial": norms[0],
         "niw_norm_final": norms[-1],
         "test_acc": final.get("test_acc", math.nan),
@@ -340,3 +368,11 @@ def mlp_point(point: MLPPoint, data: Dataset) -> tuple[dict[str, Any], dict[str,
     }
     trajectory = {"niw_step": t_niw, "niw_norm": norms, "loss_step": t_loss, "train_loss": train_loss}
     return record, {**trajectory, "test_loss": test_loss, "k_rows": observer.k_records()}
+
+
+def k_after_transient(k_rows: Sequence[Mapping[str, Any]], node: str) -> float:
+    """The median of ``node``'s measured ``k`` over the second half of its measurements (NaN without any): the
+    curvature a node sits at once the sharpening of the first hundreds of steps is over (docs/dynamics.md
+    section 6), as the ``phase`` hook's report reads it."""
+    ks = [float(r["k"]) for r in k_rows if r.get("node") == node]
+    return float(np.median(ks[len(ks) // 2 :])) if ks else math.nan

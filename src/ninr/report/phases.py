@@ -5,7 +5,9 @@ from the parameters the records carry (learning rate, steps, batch size, trainin
 closed forms of :mod:`ninr.dynamics.theory`, through the same function ``ninr phases`` plots with; so is the
 two-layer toy's (the map's peak growth of ``phi`` and its predicted regions,
 :func:`ninr.dynamics.theory.two_layer.theory_curve`); measured phase ranges come from :func:`phase_ranges`
-(the two-layer toy's from its ``rule_phase``). Nothing is trained or simulated here.
+(the two-layer toy's from its ``rule_phase``), and each measured band's range of ``k_max`` from
+:func:`phase_bands`. The MLP's runs are drawn per ``where`` (:func:`panel_name`: ``mlp`` for in-NINR, ``mlp-full``
+for full-NINR). Nothing is trained or simulated here.
 """
 
 from __future__ import annotations
@@ -28,12 +30,18 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 Rec = Mapping[str, Any]
-MODEL_TITLES = {"linear": "linear regression", "linear2": "two-layer linear toy", "mlp": "MLP (in-NINR on fc1)"}
+MODEL_TITLES = {
+    "linear": "linear regression",
+    "linear2": "two-layer linear toy",
+    "mlp": "MLP (in-NINR on fc1)",
+    "mlp-full": "MLP (full-NINR: a node on every layer)",
+}
 NOISES = ("redrawn", "fixed")
 MARKERS = {"redrawn": "o", "fixed": "s"}
 KEY_COLOURS = {"niw": "tab:blue", "train_loss": "tab:green", "test_loss": "tab:red"}
 STRIP_HEIGHT = 0.04  # the measured labels' band under the linear panel's predicted regions (axes fraction)
-TAU_KEYS = {"linear": ("niw",), "mlp": ("niw", "train_loss", "test_loss")}
+MLP_TAUS = ("niw", "train_loss", "test_loss")
+TAU_KEYS = {"linear": ("niw",), "mlp": MLP_TAUS, "mlp-full": MLP_TAUS}
 PEAK_CLIP = 1e3
 """The two-layer panel's frame ends at this peak growth of ``|phi|``: a divergent run is drawn there (a triangle)."""
 
@@ -77,6 +85,56 @@ def _label(rec: Rec) -> str:
     return str(rec.get("linear_phase") or rec.get("rule_phase") or rec.get("phase", "n/a"))
 
 
+def panel_name(model: str, where: str = "input") -> str:
+    """The key a model's runs are grouped, tabled and drawn under: the model, and ``mlp-full`` for full-NINR on the
+    MLP (``where="all"``), so in-NINR and full-NINR runs never share a table row or a panel."""
+    return f"{model}-full" if model == "mlp" and where == "all" else model
+
+
+def panel_of(rec: Rec) -> str:
+    """:func:`panel_name` of a record (records without ``where`` are in-NINR)."""
+    return panel_name(str(rec.get("model")), str(rec.get("where") or "input"))
+
+
+def k_peak(rec: Rec) -> float:
+    """The largest ``k`` a run reached: the observer's ``k_max`` of the deciding node where the record has one (the
+    MLP), the linear model's constant ``k = eta sigma^2``; NaN for a model with neither (the two-layer toy)."""
+    if rec.get("k_max") is not None:
+        return float(rec["k_max"])
+    return float(rec["k"]) if rec.get("model") == "linear" else math.nan
+
+
+def phase_bands(records: Sequence[Rec], noise: str = "redrawn") -> list[tuple[str, float, float, float, float]]:
+    """:func:`phase_ranges` with each band's ``k_max`` range: ``(phase, sigma_lo, sigma_hi, k_lo, k_hi)``.
+
+    The range is over every run of ``noise`` at the band's grid points (every seed, including a seed outvoted by
+    the majority), of :func:`k_peak`; ``k_hi`` is ``inf`` when a run there has a non-finite ``k_max`` (a blow-up),
+    and both are NaN when no run there has a ``k`` (the two-layer toy)."""
+    mine = [r for r in records if r["noise"] == noise]
+    out = []
+    for phase, lo, hi in phase_ranges([dict(r) for r in mine], noise):
+        ks = [k_peak(r) for r in mine if lo < float(r["sigma"]) < hi]
+        finite = [k for k in ks if math.isfinite(k)]
+        blown = any(math.isinf(k) for k in ks)  # the classifier's k_max of a series with a non-finite value
+        if not finite:
+            k_lo = k_hi = math.inf if blown else math.nan
+        else:
+            k_lo, k_hi = min(finite), (math.inf if blown else max(finite))
+        out.append((phase, lo, hi, k_lo, k_hi))
+    return out
+
+
+def k_text(k_lo: float, k_hi: float, name: str = "k_max") -> str:
+    """A band's ``k`` range as the tables and the figure write it (``""`` when unknown)."""
+    if math.isnan(k_lo):
+        return ""
+    if math.isinf(k_lo):
+        return f"{name} non-finite"
+    if math.isinf(k_hi):
+        return f"{name} >= {k_lo:.2g}"
+    return f"{name} {k_lo:.2g}" if k_hi == k_lo else f"{name} {k_lo:.2g}-{k_hi:.2g}"
+
+
 def _counts(labels: Sequence[str]) -> str:
     counts = Counter(labels)
     return next(iter(counts)) if len(counts) == 1 else ", ".join(f"{p} {n}" for p, n in counts.most_common())
@@ -95,10 +153,10 @@ def _fmt_tau(runs: Sequence[Rec], key: str) -> str:
     return f"{mean:.3g} ± {std:.2g} ({len(ok)} runs)"
 
 
-def _groups(finals: Sequence[Rec], model: str) -> dict[tuple[str, float], list[Rec]]:
+def _groups(finals: Sequence[Rec], panel: str) -> dict[tuple[str, float], list[Rec]]:
     out: dict[tuple[str, float], list[Rec]] = {}
     for r in sorted(finals, key=lambda r: (NOISES.index(r["noise"]), float(r["sigma"]), r["seed"])):
-        if r.get("model") == model:
+        if panel_of(r) == panel:
             out.setdefault((str(r["noise"]), float(r["sigma"])), []).append(r)
     return out
 
@@ -134,47 +192,77 @@ def linear2_runs_table(finals: Sequence[Rec]) -> Table:
     return Table("linear2_runs", title, tuple(headers), tuple(cells), tuple(data), note)
 
 
-def runs_table(finals: Sequence[Rec], model: str) -> Table:
-    """One row per (noise, sigma) of ``model``: k, phase over seeds, decay times (steps)."""
-    if model == "linear2":
+def _fmt_range(values: Sequence[float]) -> str:
+    """One run's value, or the range over seeds."""
+    if len(values) == 1 or min(values) == max(values):
+        return f"{values[0]:.3g}"
+    return f"{min(values):.3g}-{max(values):.3g}"
+
+
+def runs_table(finals: Sequence[Rec], panel: str) -> Table:
+    """One row per (noise, sigma) of ``panel`` (:func:`panel_name`): k, phase over seeds, decay times (steps); for
+    the MLP also the deciding node, its ``k_max`` and its ``k`` after the transient (range over seeds)."""
+    if panel == "linear2":
         return linear2_runs_table(finals)
-    linear = model == "linear"
+    linear = panel == "linear"
     headers = ["noise", "sigma", "k", "phase", "tau NIW"]
-    headers += ["tau theory", "predicted"] if linear else ["tau train loss", "tau test loss", "test acc"]
+    if linear:
+        headers += ["tau theory", "predicted"]
+    else:
+        headers[2] = "k init"
+        headers[4:4] = ["node", "k max", "k after"]
+        headers += ["tau train loss", "tau test loss", "test acc"]
     cells, data = [], []
-    for (noise, sigma), runs in _groups(finals, model).items():
+    for (noise, sigma), runs in _groups(finals, panel).items():
         k = sum(float(r["k"]) for r in runs) / len(runs)
-        row = [noise, f"{sigma:.4g}", f"{k:.3g}", _counts([_label(r) for r in runs]), _fmt_tau(runs, "niw")]
+        row = [noise, f"{sigma:.4g}", f"{k:.3g}", _counts([_label(r) for r in runs])]
         if linear:
-            row += [f"{float(runs[0]['tau_theory']):.3g}", _counts([str(r["predicted_phase"]) for r in runs])]
+            row += [_fmt_tau(runs, "niw"), f"{float(runs[0]['tau_theory']):.3g}"]
+            row += [_counts([str(r["predicted_phase"]) for r in runs])]
         else:
             accs = [float(r["test_acc"]) for r in runs if math.isfinite(float(r["test_acc"]))]
             acc = f"{sum(accs) / len(accs):.4f}" if accs else "n/a"
-            row += [_fmt_tau(runs, "train_loss"), _fmt_tau(runs, "test_loss"), acc]
+            row += [_counts([str(r.get("phase_node", "fc1")) for r in runs])]
+            k_after = [float(r.get("k_after", math.nan)) for r in runs]
+            row += [_fmt_range([k_peak(r) for r in runs]), _fmt_range(k_after)]
+            row += [_fmt_tau(runs, "niw"), _fmt_tau(runs, "train_loss"), _fmt_tau(runs, "test_loss"), acc]
         cells.append(tuple(row))
         data += [dict(r) for r in runs]
     note = "Decay times in SGD steps of exponential fits (± fit error; mean ± std over seeds for several runs); "
-    note += "k = eta sigma^2 (lambda = 1)." if linear else "k = lr sigma^2 lambda_max(H_NI) at initialisation."
-    title = f"Phases of the {MODEL_TITLES.get(model, model)} by sigma"
-    return Table(f"{model}_runs", title, tuple(headers), tuple(cells), tuple(data), note)
+    if linear:
+        note += "k = eta sigma^2 (lambda = 1)."
+    else:
+        note += (
+            "k init = lr sigma^2 lambda_max(H_NI) at initialisation (the largest over the nodes); node: the node that "
+            "decided the phase (its NIW norm is the one fitted); k max: its largest k = lr lambda_max measured along "
+            "the run, k after: the median of its k over the second half of the run (range over seeds)."
+        )
+    title = f"Phases of the {MODEL_TITLES.get(panel, panel)} by sigma"
+    return Table(f"{panel.replace('-', '_')}_runs", title, tuple(headers), tuple(cells), tuple(data), note)
 
 
 def ranges_table(finals: Sequence[Rec], theories: Mapping[str, Mapping[str, Any]]) -> Table:
-    """Measured sigma ranges of each phase (majority over seeds) per model and noise; predicted for linear."""
+    """Measured sigma ranges of each phase (majority over seeds) per model and noise, with the ``k_max`` range of
+    the runs in each measured band (:func:`phase_bands`); predicted for the linear models."""
     cells, data = [], []
-    for model in dict.fromkeys(str(r["model"]) for r in finals):
-        mine = [dict(r) for r in finals if r["model"] == model]
-        sources = [(noise, "measured", phase_ranges(mine, noise)) for noise in NOISES]
-        if model in theories:
-            sources.append(("any", "predicted", [tuple(x) for x in theories[model]["regions"]]))
-        for noise, kind, ranges in sources:
-            for phase, lo, hi in ranges:
-                cells.append((model, noise, kind, str(phase), f"{lo:.3g}", f"{hi:.3g}"))
-                data.append(
-                    {"model": model, "noise": noise, "source": kind, "phase": phase, "sigma_lo": lo, "sigma_hi": hi}
-                )
-    headers = ("model", "noise", "source", "phase", "sigma from", "sigma to")
-    note = "Measured: the runs' labels, edges at geometric midpoints between grid points. Predicted: the closed form."
+    for panel in dict.fromkeys(panel_of(r) for r in finals):
+        mine = [dict(r) for r in finals if panel_of(r) == panel]
+        sources = [(noise, "measured", phase_bands(mine, noise)) for noise in NOISES]
+        if panel in theories:
+            regions = [(*x, math.nan, math.nan) for x in theories[panel]["regions"]]
+            sources.append(("any", "predicted", regions))
+        for noise, kind, bands in sources:
+            for phase, lo, hi, k_lo, k_hi in bands:
+                k_cells = ("-", "-") if math.isnan(k_lo) else (f"{k_lo:.3g}", f"{k_hi:.3g}")
+                cells.append((panel, noise, kind, str(phase), f"{lo:.3g}", f"{hi:.3g}", *k_cells))
+                data.append({"model": panel, "noise": noise, "source": kind, "phase": phase, "sigma_lo": lo,
+                             "sigma_hi": hi, "k_max_lo": k_lo, "k_max_hi": k_hi})  # fmt: skip
+    headers = ("model", "noise", "source", "phase", "sigma from", "sigma to", "k max from", "k max to")
+    note = (
+        "Measured: the runs' labels, edges at geometric midpoints between grid points; k max: the range of the "
+        "runs' largest k over the band's grid points (MLP: the deciding node's k = lr lambda_max measured along the "
+        "run; linear: its constant k = eta sigma^2; inf: a run blew up). Predicted: the closed form."
+    )
     return Table("phase_ranges", "Sigma ranges of the phases", headers, tuple(cells), tuple(data), note)
 
 
@@ -200,22 +288,50 @@ def linear2_theory(finals: Sequence[Rec]) -> dict[str, Any] | None:
     return two_layer_curve(float(r["lr"]), int(r["steps"]), float(r["norm_sq"]), float(r["phi0"]), int(batch), sigmas)
 
 
-def _shade(ax: Axes, regions: Sequence[Sequence[Any]], *, strip: bool = False) -> None:
-    for phase, lo, hi in regions:
+def _shade(ax: Axes, regions: Sequence[Sequence[Any]], *, strip: bool = False, k_labels: Sequence[str] = ()) -> None:
+    """Shade each ``(phase, sigma_lo, sigma_hi)`` region and label it with its phase and ``k_labels[i]`` (its k
+    range; none when empty)."""
+    for i, (phase, lo, hi) in enumerate(regions):
         colour = PHASE_COLOURS.get(str(phase), "#eeeeee")
         if strip:  # measured labels: a thin band along the bottom
             ax.axvspan(lo, hi, ymin=0.0, ymax=STRIP_HEIGHT, color=colour, ec="k", lw=0.3)
             continue
         ax.axvspan(lo, hi, color=colour, alpha=0.8, lw=0)
         narrow = hi / lo < 2.5  # a narrow band gets a vertical label so neighbours do not overlap
-        ax.text(math.sqrt(lo * hi), 0.97, str(phase), transform=ax.get_xaxis_transform(), ha="center", va="top",
-                fontsize=8, rotation=90 if narrow else 0)  # fmt: skip
+        k = k_labels[i] if i < len(k_labels) else ""
+        text = f"{phase}{', ' if narrow else chr(10)}{k}" if k else str(phase)
+        ax.text(math.sqrt(lo * hi), 0.97, text, transform=ax.get_xaxis_transform(), ha="center", va="top",
+                fontsize=7 if k else 8, rotation=90 if narrow else 0, linespacing=1.1)  # fmt: skip
+
+
+def _theory_k_labels(regions: Sequence[Sequence[Any]], k_of_sigma: float) -> list[str]:
+    """The predicted regions' k ranges, ``k = k_of_sigma sigma^2`` at their edges (the outer edges are the grid's,
+    so the first region reads ``k < ...`` and the last ``k > ...``)."""
+    out = []
+    for i, (_, lo, hi) in enumerate(regions):
+        k_lo, k_hi = k_of_sigma * float(lo) ** 2, k_of_sigma * float(hi) ** 2
+        if i == 0:
+            out.append(f"k < {k_hi:.2g}")
+        elif i == len(regions) - 1:
+            out.append(f"k > {k_lo:.2g}")
+        else:
+            out.append(f"k {k_lo:.2g}-{k_hi:.2g}")
+    return out
+
+
+def _measured_shading(runs: Sequence[Rec]) -> tuple[list[tuple[str, float, float]], list[str]]:
+    """The measured bands of the redrawn-noise runs (the fixed-noise ones without any) and their k_max labels."""
+    bands = phase_bands(runs, "redrawn") or phase_bands(runs, "fixed")
+    return [(p, lo, hi) for p, lo, hi, _, _ in bands], [k_text(k_lo, k_hi) for _, _, _, k_lo, k_hi in bands]
 
 
 def _panel(ax: Axes, finals: Sequence[Rec], model: str, theory: Mapping[str, Any] | None) -> None:
-    runs = [dict(r) for r in finals if r.get("model") == model]
-    measured = phase_ranges(runs, "redrawn") or phase_ranges(runs, "fixed")
-    _shade(ax, theory["regions"] if theory else measured)
+    runs = [dict(r) for r in finals if panel_of(r) == model]
+    measured, k_labels = _measured_shading(runs)
+    if theory:
+        _shade(ax, theory["regions"], k_labels=_theory_k_labels(theory["regions"], float(runs[0]["lr"])))
+    else:
+        _shade(ax, measured, k_labels=k_labels)
     if theory:
         _shade(ax, measured, strip=True)
         ax.text(0.01, STRIP_HEIGHT + 0.01, "measured (redrawn)", transform=ax.transAxes, fontsize=6, va="bottom")
@@ -242,7 +358,10 @@ def _panel(ax: Axes, finals: Sequence[Rec], model: str, theory: Mapping[str, Any
     ax.set_xscale("log")
     if plotted:
         ax.set_yscale("log")
-        ax.legend(fontsize=7, loc="best")
+        if model != "linear":  # headroom above the markers for the bands' two-line labels
+            ax.set_ylim(top=ax.get_ylim()[1] * 4)
+        # Under the frame: inside it the legend would cover the bands' labels or the markers.
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
     r = runs[0]
     horizon = f"{r['steps']} steps" if model == "linear" else f"{r['steps']} steps, batch {r.get('batch_size')}"
     ax.set_title(f"{MODEL_TITLES.get(model, model)}: lr {r['lr']:g}, {horizon}", fontsize=9)
@@ -255,7 +374,12 @@ def _linear2_panel(ax: Axes, finals: Sequence[Rec], theory: Mapping[str, Any] | 
     map's peak growth as a line, the measured boundaries as dashed lines; divergent runs at the frame's top."""
     runs = [dict(r) for r in finals if r.get("model") == "linear2"]
     measured = phase_ranges(runs, "redrawn") or phase_ranges(runs, "fixed")
-    _shade(ax, theory["regions"] if theory else measured)
+    if theory:  # k0 = lr norm_sq sigma^2 at the predicted regions' edges
+        k0_of_sigma = float(runs[0]["lr"]) * float(runs[0]["norm_sq"])
+        k_labels = [t.replace("k", "k0", 1) for t in _theory_k_labels(theory["regions"], k0_of_sigma)]
+        _shade(ax, theory["regions"], k_labels=k_labels)
+    else:
+        _shade(ax, measured)
     if theory:
         _shade(ax, measured, strip=True)
         ax.text(0.01, STRIP_HEIGHT + 0.01, "measured (rule)", transform=ax.transAxes, fontsize=6, va="bottom")
@@ -296,8 +420,8 @@ def _linear2_panel(ax: Axes, finals: Sequence[Rec], theory: Mapping[str, Any] | 
 def phase_figure(finals: Sequence[Rec], theories: Mapping[str, Mapping[str, Any]]) -> Figure:
     """Decay time against sigma with the phase regions shaded, one panel per model (theory for linear)."""
 
-    models = list(dict.fromkeys(str(r["model"]) for r in finals))
-    fig = new_figure(6.0 * max(1, len(models)), 4.4)
+    models = list(dict.fromkeys(panel_of(r) for r in finals))
+    fig = new_figure(6.0 * max(1, len(models)), 5.4)
     axes = fig.subplots(1, max(1, len(models)), squeeze=False)[0]
     for ax, model in zip(axes, models, strict=False):
         if model == "linear2":
@@ -307,9 +431,10 @@ def phase_figure(finals: Sequence[Rec], theories: Mapping[str, Mapping[str, Any]
     caption = (
         "Decay time of the NIW norm against sigma (MLP: also of the training and test losses); circles: noise "
         "redrawn every step, squares: fixed per example. Shading: linear, the closed form's predicted phases "
-        "(bottom strip: the measured labels of the redrawn-noise runs) and its decay time (line); MLP, the "
-        "measured phases of the redrawn-noise runs. A run with no decay fit (too slow for the horizon, growing or "
-        "divergent) has no marker."
+        "(bottom strip: the measured labels of the redrawn-noise runs) and its decay time (line), each band "
+        "labelled with its k = eta sigma^2 range; MLP, the measured phases of the redrawn-noise runs, each band "
+        "labelled with the range of k_max (the deciding node's largest k = lr lambda_max along the run) of its "
+        "runs. A run with no decay fit (too slow for the horizon, growing or divergent) has no marker."
     )
     if "linear2" in models:
         caption += (
@@ -337,10 +462,10 @@ def _trajectory_panel(ax: Axes, fig: Any, rows: Sequence[Rec], model: str) -> No
     import matplotlib
     from matplotlib.colors import LogNorm
 
-    seed = min(r["seed"] for r in rows if r["model"] == model)
+    seed = min(r["seed"] for r in rows if r["panel"] == model)
     runs: dict[str, list[Rec]] = {}
     for r in rows:
-        if r["model"] == model and r["seed"] == seed:
+        if r["panel"] == model and r["seed"] == seed:
             runs.setdefault(str(r["run_id"]), []).append(r)
     ratios = {
         rid: [float(p["niw_norm"]) / (float(pts[0]["niw_norm"]) or 1.0) for p in pts] for rid, pts in runs.items()
@@ -364,14 +489,18 @@ def _trajectory_panel(ax: Axes, fig: Any, rows: Sequence[Rec], model: str) -> No
 def trajectory_figure(records: Sequence[Rec]) -> Figure:
     """NIW norm over its initial value against SGD step, one line per run of the first seed, a panel per model."""
 
-    rows = [r for r in records if "niw_norm" in r and "step" in r]
-    models = list(dict.fromkeys(str(r["model"]) for r in rows))
+    # A run's panel is its final record's: that one carries the run's settings (``where``) in every store.
+    run_panel = {str(r.get("run_id")): panel_of(r) for r in records if r.get("final")}
+    rows = [{**r, "panel": run_panel.get(str(r.get("run_id")), panel_of(r))} for r in records]
+    rows = [r for r in rows if "niw_norm" in r and "step" in r]
+    models = list(dict.fromkeys(r["panel"] for r in rows))
     fig = new_figure(6.0 * max(1, len(models)), 4.0)
     axes = fig.subplots(1, max(1, len(models)), squeeze=False)[0]
     for ax, model in zip(axes, models, strict=False):
         _trajectory_panel(ax, fig, rows, model)
     caption = (
-        "NIW norm relative to its initial value along each run of the first seed (sampled points). "
+        "NIW norm relative to its initial value along each run of the first seed (sampled points; full-NINR: the "
+        "node that decided the run's phase). "
         f"The frame ends {TRAJECTORY_HEADROOM:g}x above the highest non-divergent run: divergent runs leave it."
     )
     return Figure("trajectories", caption, to_png(fig))
@@ -399,8 +528,8 @@ def phases_part_report(records: Sequence[Rec], study: Mapping[str, Any]) -> Part
         theories["linear2"] = theory2
         report.notes.append(linear2_note(finals, theory2))
     report.tables.append(ranges_table(finals, theories))
-    for model in dict.fromkeys(str(r["model"]) for r in finals):
-        report.tables.append(runs_table(finals, model))
+    for panel in dict.fromkeys(panel_of(r) for r in finals):
+        report.tables.append(runs_table(finals, panel))
     report.figures.append(phase_figure(finals, theories))
     report.figures.append(trajectory_figure(records))
     return report

@@ -140,34 +140,35 @@ def _watch_parent(parent_pid: int, poll_s: float) -> None:
     os._exit(ORPHAN_EXIT_CODE)
 
 
-def exit_with_parent(parent_pid: int, *, poll_s: float = PARENT_POLL_S, death_signal: bool = True) -> None:
+def exit_with_parent(
+    parent_pid: int | None = None, *, poll_s: float = PARENT_POLL_S, death_signal: bool = True
+) -> None:
     """Make this process exit (``os._exit``) as soon as its parent, the process ``parent_pid``, is gone.
 
     Two mechanisms: on Linux (``death_signal``, from the main thread) the kernel's parent-death signal
     (:data:`PARENT_DEATH_SIGNAL`), whose handler exits once ``os.getppid()`` is no longer ``parent_pid``; and
     everywhere a daemon thread that polls ``os.getppid()`` every ``poll_s`` seconds. An orphan is re-parented
     (to init or a subreaper), so its ``getppid()`` changes when its parent dies. A parent that died before this
-    call is caught by the first check.
+    call is caught by the first check, given ``parent_pid`` (``None``: the parent this process has now).
     """
-    if (
-        death_signal
-        and PARENT_DEATH_SIGNAL is not None
-        and threading.current_thread() is threading.main_thread()
-        and _set_parent_death_signal(PARENT_DEATH_SIGNAL)
-    ):
+    if parent_pid is None:
+        parent_pid = os.getppid()
+    if death_signal and PARENT_DEATH_SIGNAL is not None and threading.current_thread() is threading.main_thread():
 
         def on_parent_death(signum: int, frame: Any) -> None:
             if os.getppid() != parent_pid:
                 os._exit(ORPHAN_EXIT_CODE)
 
-        signal.signal(PARENT_DEATH_SIGNAL, on_parent_death)
+        signal.signal(PARENT_DEATH_SIGNAL, on_parent_death)  # before the request: a signal never finds no handler
+        _set_parent_death_signal(PARENT_DEATH_SIGNAL)
     if os.getppid() != parent_pid:
         os._exit(ORPHAN_EXIT_CODE)
     threading.Thread(target=_watch_parent, args=(parent_pid, poll_s), name="ninr-parent-watch", daemon=True).start()
 
 
-def _worker_init(threads: int | None, parent_pid: int) -> None:
-    """A pool worker's initializer: exit with the parent, then set the torch threads."""
+def _worker_init(threads: int | None, parent_pid: int | None) -> None:
+    """A pool worker's initializer: exit with the parent (``parent_pid``; ``None``: the process that started the
+    worker, a fork server's child), then set the torch threads."""
     exit_with_parent(parent_pid)
     _set_threads(threads)
 
@@ -224,7 +225,8 @@ class PoolExecutor(Executor):
             workers,
             mp_context=multiprocessing.get_context(context),
             initializer=_worker_init,
-            initargs=(self.threads, os.getpid()),
+            # spawn and fork: this process starts the workers; a fork server starts them itself (and exits with us)
+            initargs=(self.threads, os.getpid() if context in ("spawn", "fork") else None),
         )
 
     def describe(self) -> str:

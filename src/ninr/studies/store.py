@@ -31,6 +31,7 @@ that judge one claim stale only one replaces it.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -357,10 +358,12 @@ class ResultStore:
         through another :class:`Claim` counts as another holder's."""
         path = self.claim_path(run_id)
         mine = Claim.mine(run_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(3):  # a claim released between our create and our read: try again
+        for _ in range(3):  # a claim released, or the directory removed, between two steps: try again
+            path.parent.mkdir(parents=True, exist_ok=True)
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+            except FileNotFoundError:
+                continue  # another session removed the empty directory (Claims.close)
             except FileExistsError:
                 found = self._read_claim(path)
                 if found is None:
@@ -413,8 +416,8 @@ class Claims:
     """The runs one session holds in a store: claimed before they run (:meth:`acquire`), kept fresh by a heartbeat
     thread every ``heartbeat_s`` (default :data:`CLAIM_HEARTBEAT_S`) while the session runs, released when their
     file is written (:meth:`release`) and, for whatever is left, when the session ends (:meth:`close`, also on an
-    error or Ctrl-C). A ``kill -9`` leaves the claim files behind; their pid is then dead, so the next session on
-    this machine takes them over at once."""
+    error or Ctrl-C; the claims directory is then removed if empty). A ``kill -9`` leaves the claim files behind;
+    their pid is then dead, so the next session on this machine takes them over at once."""
 
     def __init__(self, store: ResultStore, *, heartbeat_s: float | None = None, stale_s: float | None = None) -> None:
         self.store = store
@@ -473,6 +476,8 @@ class Claims:
             self._thread = None
         for run_id in self.held():
             self.release(run_id)
+        with contextlib.suppress(OSError):  # not empty (another session's claims), or already gone
+            self.store.claims_dir.rmdir()
 
     def __enter__(self) -> Claims:
         return self

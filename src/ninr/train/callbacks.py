@@ -7,6 +7,7 @@ a generator of its own), so attaching one never changes the trajectory.
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -86,6 +87,55 @@ class EpochPrinter(Callback):
         if self._pbar is not None:
             self._pbar.close()
             self._pbar = None
+
+
+class StackProgress(Callback):
+    """One line per epoch for a group of runs trained together (a stack), so a long task is not silent.
+
+    Attach the same instance to every run of the group (``train_many(configs, callbacks=[[p]] * len(configs))``).
+    The line is printed once every run still training has finished the epoch (a run that diverged reports its
+    last epoch, then no more): ``"FC | None | seed 0 and 19 more: epoch 1/3, 20 runs (1 diverged), 12.3s, ETA 0:25"``.
+    Each line is one ``write`` of a whole line, flushed, so the lines of several worker processes sharing a
+    stream interleave line by line, never inside a line.
+    """
+
+    def __init__(self, label: str, stream: TextIO | None = None) -> None:
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.runs = 0
+        self.diverged = 0
+        self._epoch = 0
+        self._reported = 0
+        self._live = 0
+        self._started = time.perf_counter()
+
+    def on_train_start(self, state: FitState) -> None:
+        if self.runs == 0:
+            self._started = time.perf_counter()
+        self.runs += 1
+
+    def on_epoch_end(self, state: FitState, record: dict[str, Any]) -> None:
+        epoch = int(record["epoch"])
+        if epoch != self._epoch:  # the first run to finish this epoch
+            self._epoch, self._reported, self._live = epoch, 0, self.runs - self.diverged
+        self._reported += 1
+        if record.get("status") == "diverged":
+            self.diverged += 1
+        if self._reported < self._live:
+            return
+        elapsed = time.perf_counter() - self._started
+        eta = f", ETA {_clock(elapsed / epoch * (state.epochs - epoch))}" if epoch < state.epochs else ""
+        diverged = f" ({self.diverged} diverged)" if self.diverged else ""
+        self.stream.write(
+            f"{self.label}: epoch {epoch}/{state.epochs}, {self.runs} runs{diverged}, {elapsed:.1f}s{eta}\n"
+        )
+        self.stream.flush()
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(max(0, round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def format_record(record: dict[str, Any]) -> str:

@@ -90,12 +90,12 @@ def train(
 ) -> TrainResult:
     """Train one run described by ``config``; with ``out_dir``, write its run directory.
 
-    With ``out_dir`` the run's state is checkpointed after every epoch (``epoch.pt``). ``resume``: ``out_dir``
-    holds this run (its ``config.json`` has this run's id), interrupted or finished; it continues from the
-    end of its last checkpointed epoch, in place (:func:`resume_refusal` says which runs are refused). On the same
-    machine, thread count and code path the records and final weights equal those of an uninterrupted run
-    (tested); ``callbacks`` are not checkpointed: they see ``on_train_start`` with the restored epoch and
-    records, then the remaining epochs.
+    With ``out_dir`` the run's state is checkpointed after every epoch (``epoch.pt``, deleted when the run has
+    finished). ``resume``: ``out_dir`` holds this run (its ``config.json`` has this run's id); it continues from
+    the end of its last checkpointed epoch, in place, or starts again where there is none; :func:`resume_refusal`
+    says which runs are refused. On the same machine, thread count and code path the records and final weights
+    equal those of an uninterrupted run (tested); ``callbacks`` are not checkpointed: they see
+    ``on_train_start`` with the restored epoch and records, then the remaining epochs.
 
     Example:
         >>> cfg = TrainConfig(dataset="synthetic", epochs=1, max_steps=2)
@@ -410,6 +410,7 @@ def _write_outputs(out: Path, result: TrainResult, meta: dict[str, Any]) -> None
     }
     rundir.atomic_write_json(out / rundir.SUMMARY, summary)
     rundir.save_checkpoint(out / rundir.CHECKPOINT, result.model.state_dict(), meta)
+    (out / rundir.EPOCH_CHECKPOINT).unlink(missing_ok=True)  # finished: the run directory holds its outputs only
 
 
 def load_run(run_dir: str | Path, *, device: str = "cpu") -> tuple[nn.Module, TrainConfig]:

@@ -14,11 +14,12 @@ store, its evaluations, its report) goes with it.
 ``epoch.pt`` is the run's state after its last finished epoch (:func:`ninr.train.fit.snapshot`: model,
 optimizer, generators, records), rewritten atomically after every epoch of a run trained on its own, so a
 run killed in epoch N+1 continues from the end of epoch N (``train(..., resume=True)``, ``ninr train
---resume``). It stays after the run has finished (a resume then trains nothing).
+--resume``). It is deleted once ``checkpoint.pt`` is written: a finished run holds its outputs only.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -144,8 +145,6 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 def save_checkpoint(path: Path, state_dict: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> None:
     """Atomically save a model's ``state_dict`` with JSON-ready metadata."""
-    import io
-
     buffer = io.BytesIO()
     torch.save({"model": dict(state_dict), "meta": json.dumps(meta, default=str)}, buffer)
     atomic_write_bytes(path, buffer.getvalue())
@@ -211,8 +210,6 @@ def save_epoch_checkpoint(path: Path, snapshot: Mapping[str, Any], meta: Mapping
     """Atomically save a run's state after an epoch (:func:`ninr.train.fit.snapshot`) with JSON-ready ``meta``
     (the run id, config and versions); the snapshot's ``info`` (epochs, step, status, records) goes into the
     strict-JSON meta, its tensors beside it."""
-    import io
-
     buffer = io.BytesIO()
     text = json_text({**dict(meta), "info": snapshot["info"]})
     torch.save({"state": snapshot["tensors"], "meta": text}, buffer)

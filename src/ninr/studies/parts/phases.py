@@ -17,7 +17,8 @@ A preset's section (``ninr phases`` builds the same section from its flags)::
     steps = 300                      # also: lr, batch_size, noise, phi0, norm_sq, niw_share, label_noise,
                                      # teacher, boundary_seeds
 
-    [phases.options.mlp]             # in-NINR on fc1 of the 784-256-256-256-10 MLP; omit to skip it
+    [phases.options.mlp]             # NINR on the 784-256-256-256-10 MLP; omit to skip it
+    where = "input"                  # "input": in-NINR, a node on fc1 (default); "all": full-NINR, one on every layer
     sigmas = [4.0, 16.0, 64.0, 256.0, 1024.0]   # default: 1 to 4096 by factors of 4
     epochs = 4
     train_examples = 6400            # a seeded subset of the training set (default: all of it)
@@ -26,8 +27,10 @@ A preset's section (``ninr phases`` builds the same section from its flags)::
 Records: per run, a few rows of its NIW-norm trajectory (``step``, ``niw_norm``; at most
 :data:`TRAJECTORY_POINTS`) and a ``final`` row carrying the point's record (sigma, k, phase, decay times with
 errors, the predicted phase and theory decay time for the linear model; for the two-layer toy its rule, classifier,
-predicted and map phases, peak growth and the predicted and measured boundaries; losses and test accuracy for
-the MLP). The two-layer toy's ``niw_norm`` rows are its NIW's top-mode projection ``|theta . v / |v||``.
+predicted and map phases, peak growth and the predicted and measured boundaries; for the MLP its ``where``, the
+deciding node and its ``k_max`` / ``k_after``, losses and test accuracy). The two-layer toy's ``niw_norm`` rows are
+its NIW's top-mode projection ``|theta . v / |v||``; the MLP's are the NIW norm of the node that decided the phase
+(``niw_node``; with in-NINR, ``fc1``).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from ninr.dynamics.points import (
     LINEAR_DEFAULTS,
     LINEAR_SIGMAS,
     MLP_SIGMAS,
+    MLP_WHERE,
     NOISE_MODES,
     Linear2Point,
     MLPPoint,
@@ -148,9 +152,11 @@ class Linear2Sweep:
 
 @dataclass(frozen=True)
 class MLPSweep:
-    """The MLP's grid and settings."""
+    """The MLP's grid and settings; ``where``: ``"input"`` (in-NINR, a node on ``fc1``) or ``"all"`` (full-NINR, a
+    node on every layer), as :func:`ninr.nn.attach.attach_nins` reads it."""
 
     sigmas: tuple[float, ...] = MLP_SIGMAS
+    where: Literal["input", "all"] = "input"
     noise: tuple[Noise, ...] = NOISE_MODES  # type: ignore[assignment]
     lr: float = 0.05
     epochs: int = 2
@@ -164,6 +170,7 @@ class MLPSweep:
 
     def __post_init__(self) -> None:
         _check_grid(self.sigmas, self.noise)
+        check_choice("where", self.where, tuple(MLP_WHERE))
         check_positive("lr", self.lr)
         for name in ("epochs", "batch_size", "niw_every", "loss_every", "probe_size"):
             check_positive_int(name, getattr(self, name))
@@ -261,7 +268,8 @@ class Linear2Run:
 
 @dataclass(frozen=True)
 class MLPRun:
-    """One MLP point: in-NINR at ``sigma`` on a (seeded subset of a) registered data set."""
+    """One MLP point: in-NINR (``where="input"``) or full-NINR (``"all"``) at ``sigma`` on a (seeded subset of a)
+    registered data set. ``where`` is one of the options, so it is in the run id."""
 
     noise: str
     sigma: float
@@ -275,6 +283,7 @@ class MLPRun:
     probe_size: int
     dataset: str
     dataset_kwargs: Mapping[str, Any]
+    where: str = "input"
 
     def identity(self) -> dict[str, Any]:
         fields = dataclasses.asdict(self)
@@ -288,7 +297,9 @@ class MLPRun:
             dataset=self.dataset, dataset_kwargs=self.dataset_kwargs, lr=self.lr, epochs=self.epochs,
             seed=self.seed, batch_size=self.batch_size,
         )  # fmt: skip
-        return MLPPoint(config, self.noise, self.sigma, self.niw_every, self.loss_every, self.probe_size)
+        return MLPPoint(
+            config, self.noise, self.sigma, self.niw_every, self.loss_every, self.probe_size, where=self.where
+        )
 
 
 @functools.lru_cache(maxsize=2)
@@ -335,7 +346,10 @@ class PhasesPart(Part):
                 for sigma in sweep.sigmas:
                     for seed in section.seeds:
                         run = _run_options(model, sweep, noise, sigma, seed)
-                        specs.append(RunSpec(self.name, study, model, f"{noise} sigma={sigma:.4g}", seed, run))
+                        label = f"{noise} sigma={sigma:.4g}"
+                        if isinstance(run, MLPRun) and run.where != "input":
+                            label = f"{MLP_WHERE[run.where]} {label}"
+                        specs.append(RunSpec(self.name, study, model, label, seed, run))
         return specs
 
     def run(self, spec: RunSpec) -> Records:
@@ -361,7 +375,11 @@ class PhasesPart(Part):
                 extra = {"batch_size": options.batch_size, "train_examples": len(data.x_train)}
                 extra["dataset"] = options.dataset
                 model = "mlp"
-        return to_records(spec, rows, str(record["status"]), {**record, **extra}, model=model, methods="in-ninr")
+        if isinstance(options, MLPRun):  # every row says where its run's nodes are
+            fields = {"model": model, "methods": MLP_WHERE[options.where], "where": options.where}
+        else:
+            fields = {"model": model, "methods": "in-ninr"}
+        return to_records(spec, rows, str(record["status"]), {**record, **extra}, **fields)
 
 
 def _run_options(model: str, sweep: Any, noise: str, sigma: float, seed: int) -> LinearRun | Linear2Run | MLPRun:
@@ -374,5 +392,5 @@ def _run_options(model: str, sweep: Any, noise: str, sigma: float, seed: int) ->
         )  # fmt: skip
     return MLPRun(
         noise, sigma, seed, sweep.lr, sweep.epochs, sweep.batch_size, sweep.train_examples, sweep.niw_every,
-        sweep.loss_every, sweep.probe_size, sweep.dataset, dict(sweep.dataset_kwargs),
+        sweep.loss_every, sweep.probe_size, sweep.dataset, dict(sweep.dataset_kwargs), sweep.where,
     )  # fmt: skip
