@@ -8,13 +8,14 @@ Usage:
     python benchmarks/implicit_regulariser.py noise-scale [--seeds 0 1 2 3]
 
 ``table``: for the 784-256-256-256-10 MLP with ReLU and with Tanh (same weights, activation swapped), at
-initialisation (seed 0, the runs' input standardisation) and after one epoch of plain SGD (lr 0.05, batch 64,
-seed 0, the library's training loop), a node on each of ``--nodes`` (default fc1 and the output layer;
-``niw_init="layer"``, seed 0), each alone: ``(E L - L) / (1/2 sigma^2 Q)`` on the first ``--examples`` test
-images, in float64, ``E L`` by the ``--points``-point composite rule per example (``ninr.dynamics.implicit``)
-and ``Q`` by autograd. Then the largest change over the sigma grid from a ``--check-points`` rule, relative to the excess. ``--validate N``
-compares Gauss-Hermite and composite rules with the adaptive Gauss-Kronrod rule (``rtol`` 1e-6) on the first
-N examples at sigma 0.3, 3, 32 and 370: the quadrature error of each rule. ``--out`` writes every row as JSON.
+initialisation (seed 0, the runs' input standardisation) and after one epoch of plain SGD (lr 0.05, batch 64, seed
+0, the library's training loop), a node on each of ``--nodes`` (default fc1 and the output layer;
+``niw_init="layer"``, seed 0), each alone: ``(E L - L) / (1/2 sigma^2 Q)`` on the first ``--examples`` test images,
+in float64, ``E L`` by the ``--points``-point composite rule per example (``ninr.dynamics.implicit``) and ``Q`` by
+autograd. Then the largest change over the sigma grid from a ``--check-points`` rule, relative to the excess.
+``--validate N`` compares Gauss-Hermite and composite rules with the adaptive Gauss-Kronrod rule (``rtol`` 1e-6) on
+the first N examples at sigma 0.3, 3, 32 and 370: the quadrature error of each rule. ``--out`` writes every row as
+JSON.
 
 ``curvature``: ``lambda_max(H_NI)`` at initialisation per node of full-NINR on the MLP and the CNN
 (``ninr.methods.calibrate.nin_curvature``, the run's model init and its seeded 1000-example probe batch,
