@@ -46,6 +46,7 @@ from ninr.studies.executors import run_planned
 from ninr.studies.migrate import legacy_id
 from ninr.studies.parts.table import TrainRun
 from ninr.studies.preset import find_preset
+from ninr.studies.session import plan_session
 from ninr.studies.tasks import Task, stacking
 from ninr.train import TrainConfig
 from part_harness import FailOnNth, records_by_id
@@ -597,6 +598,24 @@ def test_progress_lines_without_a_terminal(tiny_specs, tmp_path):
     quiet = io.StringIO()
     run_specs(tiny_specs[:1], ResultStore(tmp_path / "q"), Executor(), progress=Progress(1, quiet=True, stream=quiet))
     assert quiet.getvalue() == ""
+
+
+def test_a_stacked_task_prints_a_line_per_epoch_and_the_session_asks_for_it_unless_quiet(tiny_specs, capsys):
+    fc = tuple(s for s in tiny_specs if s.arch == "FC")
+    assert len(fc) > 1
+    silent = run_planned(Task(fc, stacked=True))
+    assert "epoch" not in capsys.readouterr().err
+    shown = run_planned(Task(fc, stacked=True, progress=True))
+    lines = [line for line in capsys.readouterr().err.splitlines() if "epoch" in line]
+    epochs = fc[0].options.train.epochs
+    assert len(lines) == epochs
+    assert f"and {len(fc) - 1} more: epoch {epochs}/{epochs}, {len(fc)} runs" in lines[-1]
+    # the same process and code path with one more observer callback: the same records
+    assert [o.records for o in shown] == [o.records for o in silent]
+    for progress in (True, False):
+        tasks = plan_session(tiny_specs, Executor(), set(), progress=progress)
+        assert {t.progress for t in tasks if t.stacked} == {progress}
+        assert not any(t.progress for t in tasks if not t.stacked)
 
 
 def test_cli_sweep_then_resume(tmp_path, capsys):

@@ -20,7 +20,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TextIO, TypeVar
 
 from ninr.errors import ConfigError
 from ninr.registry import Registry
@@ -80,9 +80,10 @@ class Part(ABC):
         """What runs sharing a stack must agree on beyond their training configs (e.g. the run hooks)."""
         return None
 
-    def run_many(self, specs: Sequence[RunSpec]) -> list[RunOutput]:
+    def run_many(self, specs: Sequence[RunSpec], *, progress: TextIO | None = None) -> list[RunOutput]:
         """The outputs of runs planned into one stack, one per spec in order (each equal to ``run``'s records
-        to float tolerance). Only called for parts whose :meth:`stack_config` returns configs."""
+        to float tolerance). Only called for parts whose :meth:`stack_config` returns configs. ``progress``: a
+        stream for a line per epoch of the stack (:class:`ninr.train.callbacks.StackProgress`), or ``None``."""
         raise ConfigError(f"part {self.name!r} runs its specs one by one")
 
     def prepare(self, specs: Sequence[RunSpec], store_root: Path) -> None:  # noqa: B027 (most parts need nothing)

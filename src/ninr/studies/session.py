@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -265,11 +265,14 @@ def execute_into(
     return new
 
 
-def plan_session(specs: Sequence[RunSpec], executor: Executor, finished: set[str], *, stack: bool = True) -> list[Task]:
+def plan_session(
+    specs: Sequence[RunSpec], executor: Executor, finished: set[str], *, stack: bool = True, progress: bool = False
+) -> list[Task]:
     """The tasks this session executes: the plan of the full ``specs`` over the executor's slots, less what
-    is finished (:func:`ninr.studies.tasks.pending`). ``stack`` False: every run on its own."""
+    is finished (:func:`ninr.studies.tasks.pending`). ``stack`` False: every run on its own. ``progress``: the
+    stacked tasks print a line per epoch (:attr:`ninr.studies.tasks.Task.progress`)."""
     tasks = plan_tasks(specs, workers=executor.slots, stack=stack)
-    return pending(tasks, finished)
+    return [replace(t, progress=progress) if t.stacked else t for t in pending(tasks, finished)]
 
 
 def run_specs(
@@ -318,7 +321,7 @@ def run_part(
         )
         if todo:
             PARTS.get(part).prepare(todo, store.root)
-        tasks = plan_session(specs, executor, finished, stack=stack) if todo else []
+        tasks = plan_session(specs, executor, finished, stack=stack, progress=not quiet) if todo else []
         if tasks:
             progress.message(f"   this session: {describe_plan(tasks)}")
         new = execute_into(

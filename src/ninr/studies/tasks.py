@@ -60,10 +60,13 @@ class Task:
         stacked: Through the part's ``run_many`` as one stack (even a single spec: a stack of one computes
             what it computes in a larger stack, where composition does not change records); otherwise
             ``specs`` is one spec computed by the part's ``run``.
+        progress: A stacked task prints a line per epoch of its stack to stderr (the session sets it unless
+            quiet; it changes no record).
     """
 
     specs: tuple[RunSpec, ...]
     stacked: bool = False
+    progress: bool = False
 
     def __post_init__(self) -> None:
         if not self.specs:
@@ -164,7 +167,7 @@ def pending(tasks: Sequence[Task], finished: set[str]) -> list[Task]:
         if len(missing) == len(task.specs) or not composition_invariant(_stack_config(task.specs[0])):
             todo.append(task)
         else:
-            todo.append(Task(missing, stacked=True))
+            todo.append(Task(missing, stacked=True, progress=task.progress))
     return todo
 
 

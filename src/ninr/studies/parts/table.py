@@ -38,7 +38,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TextIO
 
 from ninr.data.base import Dataset, load_dataset
 from ninr.errors import ConfigError, did_you_mean, fail
@@ -48,7 +48,7 @@ from ninr.studies.part import Part, Records, RunOutput, register_part
 from ninr.studies.records import base_fields, to_records
 from ninr.studies.section import METHODS, SEEDS
 from ninr.studies.spec import RunSpec
-from ninr.train.callbacks import EpochPrinter
+from ninr.train.callbacks import EpochPrinter, StackProgress
 from ninr.train.config import MethodSpec, TrainConfig, canonical_json
 from ninr.train.run import TrainResult, train, train_many
 from ninr.train.setup import resolve
@@ -276,11 +276,17 @@ class GridPart(Part):
     def stack_family(self, spec: RunSpec) -> Any:
         return [list(spec.options.hooks), dict(spec.options.hook_options)]
 
-    def run_many(self, specs: Sequence[RunSpec]) -> list[RunOutput]:
+    def run_many(self, specs: Sequence[RunSpec], *, progress: TextIO | None = None) -> list[RunOutput]:
         """Train the specs with :func:`ninr.train.train_many` (as one stack where they share one), each with its
         own hooks. Each output's records are what :meth:`run` gives for its spec alone, to float tolerance;
-        ``meta["stacked"] = {"runs": K, "index": k}`` says which runs were trained in a stack of K."""
+        ``meta["stacked"] = {"runs": K, "index": k}`` says which runs were trained in a stack of K. With
+        ``progress``, a :class:`~ninr.train.callbacks.StackProgress` line per epoch of the stack goes there."""
         hooks = [_hooks_of(spec) for spec in specs]
+        callbacks: list[list[Any]] = [list(h) for h in hooks]
+        if progress is not None:
+            more = f" and {len(specs) - 1} more" if len(specs) > 1 else ""
+            shown = StackProgress(f"   {specs[0].describe()}{more}", progress)
+            callbacks = [[*c, shown] for c in callbacks]
         keys = [canonical_json(spec.identity["data"]) for spec in specs]
         datasets: dict[str, Dataset] = {}
         for spec, key in zip(specs, keys, strict=True):  # one load per data set, shared by training and hooks
@@ -290,7 +296,7 @@ class GridPart(Part):
         # min_stack=1: a stack of one (a group split across workers, or resumed part-way) computes what it does
         # in the whole stack (composition_invariant), where the one-by-one loop would differ in the last bits.
         configs = [spec.options.train for spec in specs]
-        results = train_many(configs, data, callbacks=hooks, max_stack=len(specs), min_stack=1)
+        results = train_many(configs, data, callbacks=callbacks, max_stack=len(specs), min_stack=1)
         outputs = []
         for spec, spec_hooks, result, key in zip(specs, hooks, results, keys, strict=True):
             stacked = result.setup.get("stacked")
