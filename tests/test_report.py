@@ -29,7 +29,8 @@ from ninr.report import (
     within_error_bars,
     write_report,
 )
-from ninr.report.comparison import headline
+from ninr.report.comparison import agreement_counts, headline, outside_table
+from ninr.report.reference import outside_results
 from ninr.studies.store import ResultStore, RunResult
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -187,6 +188,75 @@ def test_headline_counts_cells_within_the_bars_and_rows_in_phase():
     assert headline([r for r in rows if r.expected_phase is None]) == ["2 of 3 cells within the poster's error bars."]
 
 
+def test_differences_to_none_are_paired_by_seed_beside_the_posters():
+    """Planted: FC None 88, 90 (seeds 0, 1); FC L2 80, 81: paired differences -8, -9, mean -8.5, sample std 0.707,
+    t(0.975, 1) = 12.706 (t table) -> -8.5 ± 6.35 = [-14.85, -2.15]; the poster's L2 - None is 89.9 - 87.7 = +2.2:
+    opposite sign, outside the interval. FC in-NINR (Decay): seed 0 only, 89.8 - 88 = +1.8 against the poster's
+    +1.4: same sign, no interval. CNN Mystery has no poster row; the None rows are the baselines."""
+    rows = {(r.arch, r.method): r for r in compare(planted_records())}
+    l2 = rows[("FC", "L2")]
+    assert l2.vs_none == pytest.approx((-8.0, -9.0))
+    interval = l2.vs_none_interval
+    assert interval is not None and interval.n == 2
+    assert (interval.lo, interval.hi) == pytest.approx((-8.5 - 12.706 * 0.5, -8.5 + 12.706 * 0.5), abs=1e-3)
+    assert l2.poster_vs_none == pytest.approx(2.2) and l2.sign_agrees is False and l2.size_agrees is False
+    single = rows[("FC", "in-NINR (Decay)")]
+    assert single.vs_none == pytest.approx((1.8,)) and single.vs_none_interval is None
+    assert single.poster_vs_none == pytest.approx(1.4) and single.sign_agrees is True and single.size_agrees is None
+    # CNN None's diverged seed 2 has no accuracy, so Mystery's two seeds pair with CNN None's seeds 0 and 1
+    mystery = rows[("CNN", "Mystery")]
+    assert mystery.vs_none == pytest.approx((50.0 - 91.5, 60.0 - 92.5)) and mystery.poster_vs_none is None
+    assert rows[("FC", "None")].vs_none is None and rows[("FC", "None")].sign_agrees is None
+    assert agreement_counts(list(rows.values())) == {"sign": 1, "sign_of": 2, "size": 0, "size_of": 1}
+
+
+def test_the_table_note_counts_agreements_in_sign_and_size():
+    reference = load_poster_reference()
+    table = comparison_table(compare(planted_records(), reference), reference)
+    md = table.to_markdown()
+    assert "| -9.4 | no | -8.5 [-14.9, -2.1] | +2.2 | no | no |" in md
+    assert "| +0.7 | yes | +1.8 (1 seed: no interval) | +1.4 | yes | n/a |" in md
+    assert "| +1.3 | yes | baseline | n/a | n/a | n/a |" in md
+    assert "the sign agrees with the poster's in 1 of 2 rows" in table.note and "in 0 of 1." in table.note
+    rows = list(csv.DictReader(io.StringIO(table.to_csv())))
+    assert float(rows[1]["vs_none_mean"]) == pytest.approx(-8.5) and rows[1]["size_agrees"] == "no"
+
+
+def test_a_zero_poster_difference_has_no_sign_and_an_exact_match_agrees_in_size():
+    """CNN Dropout's poster difference to None is 91.0 - 91.0 = 0 (no sign); CNN L2's is 92.2 - 91.0 = +1.2. Ours
+    are planted as 0 ± 1 and +1.2 ± 1 over three seeds, so both poster differences lie inside our intervals."""
+    plan = {"None": (90.0, 91.0, 92.0), "Dropout": (89.0, 92.0, 92.0), "L2": (90.2, 93.2, 93.2)}
+    recs = [
+        {"arch": "CNN", "label": label, "seed": seed, "final": True, "test_acc": acc / 100}
+        for label, values in plan.items()
+        for seed, acc in enumerate(values)
+    ]
+    rows = {r.method: r for r in compare(recs)}
+    assert rows["Dropout"].poster_vs_none == 0.0 and rows["Dropout"].sign_agrees is None
+    assert rows["Dropout"].size_agrees is True and rows["L2"].size_agrees is True and rows["L2"].sign_agrees is True
+    assert agreement_counts(list(rows.values())) == {"sign": 1, "sign_of": 1, "size": 2, "size_of": 2}
+
+
+def test_outside_results_beside_our_none_rows():
+    """Planted FC None 89.0 lies above the published MLPs of its size (86.8 to 88.33: Xiao et al.'s MLPClassifier
+    rows with 100 hidden units and the README's 256-128-100), by 89.0 - 88.33 = 0.67 points; CNN None 92.0 lies
+    inside the published two-convolution networks (87.6 to 92.5)."""
+    table = outside_table(compare(planted_records()))
+    assert "FC None: 89.0 % (95% interval 76.3 to 101.7, 2 seeds) lies 0.7 points above" in table.note
+    assert "86.8 to 88.3 % (4 published results); its interval reaches the range" in table.note
+    assert "CNN None: 92.0 % (95% interval 85.6 to 98.4, 2 seeds) lies inside" in table.note
+    cells = {row[0]: row for row in table.cells}
+    assert cells["MLPClassifier, relu, hidden [100]"][1:3] == ("87.1", "FC")
+    assert cells["MLPClassifier, relu, hidden [100, 10]"][1] == "87.0" and cells["MLP 256-128-100"][1] == "88.33"
+    assert cells["ResNet18 with augmentation"][2] == "context" and cells["ours: FC None"][1] == "89.0 ± 1.4 (2 seeds)"
+    assert "arXiv:1708.07747" in table.note and "fashion-mnist-outside-results.md" in table.note
+    assert [r.model for r in outside_results("CNN")] == [
+        "2 conv + pooling (Keras)",
+        "2 conv + ELU (PyTorch)",
+        "2 conv, under 100k parameters",
+    ]
+
+
 # ---------------------------------------------------------------- reference data
 
 
@@ -222,7 +292,7 @@ def test_report_builds_from_records_alone(tmp_path, monkeypatch):
     report = build_report(tmp_path / "res")
     (section,) = report.sections
     assert section.n_runs == 10 and section.wall_time_s == 12.5 and section.compute_time_s == 20.0
-    assert [t.name for t in section.body.tables] == ["comparison", "poster_reference"]
+    assert [t.name for t in section.body.tables] == ["comparison", "poster_reference", "outside_reference"]
     assert [f.name for f in section.body.figures] == ["comparison", "curves"]
     assert all(f.png.startswith(PNG_MAGIC) for f in section.body.figures)
     assert any("1 diverged run(s) excluded" in n for n in section.body.notes)

@@ -1,14 +1,16 @@
 """Build a report from results stores alone (no training) and write it as Markdown and HTML.
 
-``build_report(root)`` reads every store under ``root`` (each has a ``study.json``), asks each
+``build_report(root)`` reads every store under ``root`` (each has a ``study.json``), judges the poster's
+claims from the records of every part (:mod:`ninr.report.claims`: the sheet the report opens with), asks each
 part's report function for its section, and adds what the stores record: the configuration file,
 seeds, versions, executors and the wall time of each part (summed over sweep sessions, so a resumed
-part counts every session). ``write_report`` writes::
+part counts every session). The order: the claims sheet, then the parts in their ``order`` (the comparison
+table first), then the configuration. ``write_report`` writes::
 
     <out>/report.md            Markdown (figures linked from figures/)
     <out>/report.html          one self-contained file: figures embedded as data: URIs, opens offline
     <out>/figures/<part>_<name>.png
-    <out>/tables/<part>_<name>.csv
+    <out>/tables/<part>_<name>.csv     (the claims sheet's as claims_<name>.csv)
     <out>/records/<part>.csv   every record of the part
 """
 
@@ -23,7 +25,8 @@ from typing import Any
 
 from ninr.fileio import atomic_write_bytes
 from ninr.report import comparison, curvature, hep, phases, robustness, training
-from ninr.report.document import Report, Section, run_facts
+from ninr.report.claims import claims_sheet
+from ninr.report.document import PartReport, Report, Section, run_facts
 from ninr.report.html import render_html
 from ninr.report.sections import SECTIONS
 from ninr.report.tables import markdown_table
@@ -119,6 +122,7 @@ def build_report(root: str | Path) -> Report:
     """The report of every store under ``root`` (or of ``root`` itself if it is a store)."""
     stores = {s.read_study()["part"]: s for s in find_stores(root)}
     sections = [sec for part in ordered(list(stores)) for sec in build_sections(stores[part])]
+    records = {part: store.records(store.read_study().get("run_ids")) for part, store in stores.items()}
     info = next(iter(stores.values())).read_study()
     return Report(
         title=f"ninr reproduce: preset {info.get('preset', '?')}",
@@ -129,11 +133,40 @@ def build_report(root: str | Path) -> Report:
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
         sections=sections,
         versions=current_versions(),
+        claims=with_progress(claims_sheet(records), sections, set(stores)),
     )
 
 
+def with_progress(claims: PartReport, sections: Sequence[Section], parts: set[str]) -> PartReport:
+    """``claims`` with a first note naming the ``parts`` whose runs have not all finished: their verdicts read only
+    the finished runs and may change when the rest finish. (A run hook's section repeats its part's counts and is
+    not a part.)"""
+    unfinished = [
+        f"`{s.body.part}` {s.n_runs} of {s.n_expected}"
+        for s in sections
+        if s.n_runs < s.n_expected and s.body.part in parts
+    ]
+    if unfinished:
+        claims.notes.insert(
+            0,
+            f"Runs finished: {', '.join(unfinished)}. The verdicts read the finished runs only and may change when "
+            "the rest finish (run the study again with --resume).",
+        )
+    return claims
+
+
+def _markdown_body(body: PartReport, figure_dir: str) -> list[str]:
+    out = [f"> {note}\n" for note in body.notes]
+    for table in body.tables:
+        out += [f"### {table.title}", "", table.to_markdown(), "", table.note, ""]
+    for fig in body.figures:
+        out += [f"![{fig.caption}]({figure_dir}/{body.part}_{fig.name}.png)", "", f"*{fig.caption}*", ""]
+    return out
+
+
 def render_markdown(report: Report, figure_dir: str = "figures") -> str:
-    """The report as Markdown; figures are linked as ``figure_dir/<part>_<name>.png``."""
+    """The report as Markdown: the claims sheet, each part's section, the configuration; figures are linked as
+    ``figure_dir/<part>_<name>.png``."""
     out = [
         f"# {report.title}",
         "",
@@ -142,14 +175,12 @@ def render_markdown(report: Report, figure_dir: str = "figures") -> str:
         f"Generated {report.generated_at} by ninr {report.versions.get('ninr', '?')}.",
         "",
     ]
+    if report.claims is not None:
+        out += [f"## {report.claims.title}", "", *_markdown_body(report.claims, figure_dir)]
     for section in report.sections:
         body = section.body
         out += [f"## {body.title} (`{body.part}`)", "", markdown_table(("", ""), run_facts(section)), ""]
-        out += [f"> {note}\n" for note in body.notes]
-        for table in body.tables:
-            out += [f"### {table.title}", "", table.to_markdown(), "", table.note, ""]
-        for fig in body.figures:
-            out += [f"![{fig.caption}]({figure_dir}/{body.part}_{fig.name}.png)", "", f"*{fig.caption}*", ""]
+        out += _markdown_body(body, figure_dir)
     out += [
         "## Configuration",
         "",
@@ -166,12 +197,12 @@ def render_markdown(report: Report, figure_dir: str = "figures") -> str:
 def write_report(report: Report, out_dir: str | Path) -> dict[str, Path]:
     """Write Markdown, HTML, figures and CSVs under ``out_dir``; returns the main paths."""
     out = Path(out_dir)
-    for section in report.sections:
-        part = section.body.part
-        for fig in section.body.figures:
-            atomic_write_bytes(out / "figures" / f"{part}_{fig.name}.png", fig.png)
-        for table in section.body.tables:
-            atomic_write_bytes(out / "tables" / f"{part}_{table.name}.csv", table.to_csv().encode())
+    bodies = ([report.claims] if report.claims is not None else []) + [s.body for s in report.sections]
+    for body in bodies:
+        for fig in body.figures:
+            atomic_write_bytes(out / "figures" / f"{body.part}_{fig.name}.png", fig.png)
+        for table in body.tables:
+            atomic_write_bytes(out / "tables" / f"{body.part}_{table.name}.csv", table.to_csv().encode())
     paths = {"markdown": out / "report.md", "html": out / "report.html"}
     atomic_write_bytes(paths["markdown"], render_markdown(report).encode())
     atomic_write_bytes(paths["html"], render_html(report).encode())

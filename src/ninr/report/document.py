@@ -52,7 +52,8 @@ class Section:
 
 @dataclass
 class Report:
-    """A whole report: title, preset, configuration text and sections in part order."""
+    """A whole report: title, preset, configuration text, the claims sheet (rendered first) and sections in part
+    order."""
 
     title: str
     preset: str
@@ -62,6 +63,7 @@ class Report:
     generated_at: str
     sections: list[Section]
     versions: Mapping[str, Any]
+    claims: PartReport | None = None
 
 
 def _versions_text(section: Section) -> str:

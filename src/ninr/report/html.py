@@ -1,7 +1,8 @@
 """The report as one self-contained HTML file: inline CSS, figures as base64 ``data:`` URIs.
 
 Nothing is fetched when the page opens (no scripts or fonts from elsewhere, no links to files
-beside it), so the file can be mailed, archived, or opened offline. A small inline script counts
+beside it), so the file can be mailed, archived, or opened offline. The claims sheet opens the page
+(``<section id="claims">``), before the parts' sections, as in the Markdown. A small inline script counts
 the figures that decoded and writes the count to ``<body data-figures-loaded>`` (the browser test
 reads it).
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import base64
 import html
 
-from ninr.report.document import Report, Section, run_facts
+from ninr.report.document import PartReport, Report, Section, run_facts
 
 CSS = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
@@ -44,12 +45,24 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
+def _claims(body: PartReport) -> str:
+    """The claims sheet's section (no run facts: it reads every part)."""
+    return "\n".join([f'<section id="{_e(body.part)}">', f"<h2>{_e(body.title)}</h2>", *_body(body), "</section>"])
+
+
 def _section(section: Section) -> str:
     body = section.body
     parts = [f'<section id="part-{_e(body.part)}">', f"<h2>{_e(body.title)} (<code>{_e(body.part)}</code>)</h2>"]
     facts = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in run_facts(section))
     parts.append(f'<table class="facts">{facts}</table>')
-    parts += [f'<p class="note"><strong>{_e(note)}</strong></p>' for note in body.notes]
+    parts += _body(body)
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def _body(body: PartReport) -> list[str]:
+    """Notes, tables with their notes, then figures."""
+    parts = [f'<p class="note"><strong>{_e(note)}</strong></p>' for note in body.notes]
     for table in body.tables:
         parts.append(table.to_html())
         if table.note:
@@ -58,13 +71,13 @@ def _section(section: Section) -> str:
         img = f'<img alt="{_e(fig.caption)}" src="{data_uri(fig.png)}">'
         caption = f"<figcaption>{_e(fig.caption)}</figcaption>"
         parts.append(f'<figure id="figure-{_e(body.part)}-{_e(fig.name)}">{img}{caption}</figure>')
-    parts.append("</section>")
-    return "\n".join(parts)
+    return parts
 
 
 def render_html(report: Report) -> str:
     """The whole report as one HTML document."""
-    sections = "\n".join(_section(s) for s in report.sections)
+    claims = [_claims(report.claims)] if report.claims is not None else []
+    sections = "\n".join([*claims, *(_section(s) for s in report.sections)])
     version = report.versions.get("ninr", "?")
     return f"""<!DOCTYPE html>
 <html lang="en">
