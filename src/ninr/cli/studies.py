@@ -117,10 +117,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def write_reports(root: Path, out: Path, *, echo: bool = True) -> dict[str, Path]:
-    """Build the report of the stores under ``root`` into ``out``; print each section's first table."""
+    """Build the report of the stores under ``root`` into ``out``; print the claims sheet (its verdict counts and
+    its table) and each section's first table."""
     report = build_report(root)
     paths = write_report(report, out)
     export_records(root, out)
+    if echo and report.claims is not None and report.claims.tables:
+        sheet = report.claims
+        counts = "\n".join(sheet.notes[:-1])  # the verdict counts (after a note on unfinished parts); not the rule text
+        print(f"\n{sheet.title}\n\n{counts}\n\n{sheet.tables[0].to_markdown()}\n")
     for section in report.sections if echo else []:
         for table in section.body.tables[:1]:
             print(f"\n{table.title} ({section.body.part})\n\n{table.to_markdown()}\n")
