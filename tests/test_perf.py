@@ -130,3 +130,14 @@ def test_channels_last_is_refused_where_the_cpu_gets_it_wrong() -> None:
     conv = [m for m in to_conv_layout(resnet, "cpu").modules() if getattr(m, "kernel_size", None) == (3, 3)][-1]
     assert conv.weight.is_contiguous() and not conv.weight.is_contiguous(memory_format=torch.channels_last)
     assert not perf.stack_convolutions("cpu") and perf.stack_convolutions("cuda")
+
+
+def test_machine_names_the_cpu_its_cores_and_the_flags_measurements_depend_on() -> None:
+    if not os.path.exists("/proc/cpuinfo"):
+        pytest.skip("no /proc/cpuinfo to compare the flags with (not Linux)")
+    text = perf.machine()
+    assert f"{perf.available_cores()} cores, {perf.cpu_capability()}" in text
+    with open("/proc/cpuinfo", encoding="utf-8") as fh:
+        flags = next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), [])
+    for flag in perf.MACHINE_FLAGS:  # named exactly when the CPU has it
+        assert (f" {flag}" in text or f"({flag}" in text) == (flag in flags), flag

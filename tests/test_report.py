@@ -85,8 +85,9 @@ def write_planted_store(root: Path) -> ResultStore:
     for rec in planted_records():
         by_run.setdefault(rec["run_id"], []).append(rec)
     for run_id, recs in by_run.items():
-        meta = {"versions": {"ninr": "0.1.0", "torch": "x"}}
-        store.write(RunResult(run_id, {"arch": recs[0]["arch"], "label": recs[0]["label"]}, recs, 2.0, meta))
+        meta = {"versions": {"ninr": "0.1.0", "torch": "x"}, "machine": "Planted CPU, 2 cores, AVX2 (avx2)"}
+        spec = {"arch": recs[0]["arch"], "label": recs[0]["label"], "options": {"train": {"precision": "fp32"}}}
+        store.write(RunResult(run_id, spec, recs, 2.0, meta))
     store.write_study(
         {
             "preset": "planted",
@@ -306,6 +307,7 @@ def test_report_builds_from_records_alone(tmp_path, monkeypatch):
     assert "![" in md and (tmp_path / "report" / "figures" / "table_comparison.png").exists()
     assert (tmp_path / "report" / "tables" / "table_comparison.csv").exists()
     assert "seeds | 0, 1, 2" in md and "wall time | 12.5 s over 1 session(s)" in md and "torch x" in md
+    assert "| machine | Planted CPU, 2 cores, AVX2 (avx2) |" in md and "| precision | fp32 |" in md
 
     html = paths["html"].read_text()
     assert '<table id="table-comparison">' in html and '<table id="table-poster_reference">' in html

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 from collections.abc import Iterator
 from functools import lru_cache
 
@@ -124,6 +125,34 @@ def _cpu_flags() -> frozenset[str]:
     except OSError:
         pass
     return frozenset()
+
+
+MACHINE_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+"""The CPU flags a measurement depends on (vector width, native bf16), the ones :func:`machine` names."""
+
+
+@lru_cache(maxsize=1)
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    return " ".join(value.split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def machine(device: str | torch.device = "cpu") -> str:
+    """The machine a run or a timing came from, in one line: the CPU model, its usable cores, torch's vector
+    instruction set and the flags of :data:`MACHINE_FLAGS` it has, e.g. ``"AMD EPYC 9B14, 2 cores, AVX512 (avx2
+    avx512f avx512_vnni avx512_bf16)"``; on a CUDA device also the GPU's name."""
+    flags = [f for f in MACHINE_FLAGS if f in _cpu_flags()]
+    text = f"{_cpu_model()}, {available_cores()} cores, {cpu_capability()}" + (f" ({' '.join(flags)})" if flags else "")
+    if torch.device(device).type == "cuda" and torch.cuda.is_available():
+        text += f"; GPU {torch.cuda.get_device_name(torch.device(device))}"
+    return text
 
 
 def cpu_capability() -> str:

@@ -89,7 +89,15 @@ def build_section(store: ResultStore) -> Section:
         sessions=len(sessions),
         executors=_unique([s.get("executor", "?") for s in sessions]),
         versions=_unique([r.meta.get("versions", {}) for r in results]),
+        machines=_unique([str(r.meta["machine"]) for r in results if r.meta.get("machine")]),
+        precisions=_unique([p for r in results if (p := _precision(r.spec))]),
     )
+
+
+def _precision(spec: Mapping[str, Any]) -> str:
+    """A training run's precision (``fp32`` / ``bf16``), from its spec's options; empty for runs without one."""
+    train = spec.get("options", {}).get("train")
+    return str(train.get("precision", "fp32")) if isinstance(train, Mapping) else ""
 
 
 def hook_sections(

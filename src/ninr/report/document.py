@@ -48,6 +48,8 @@ class Section:
     sessions: int
     executors: list[str]
     versions: list[Mapping[str, Any]]
+    machines: list[str] = field(default_factory=list)
+    precisions: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -78,6 +80,8 @@ def run_facts(section: Section) -> list[tuple[str, str]]:
         ("wall time", f"{section.wall_time_s:.1f} s over {section.sessions} session(s)"),
         ("compute time (sum over runs)", f"{section.compute_time_s:.1f} s"),
         ("executor", "; ".join(section.executors) or "n/a"),
+        ("machine", "; ".join(section.machines) or "n/a (not recorded)"),
+        ("precision", ", ".join(section.precisions) or "n/a"),
         ("versions", _versions_text(section)),
         ("store", section.store),
     ]

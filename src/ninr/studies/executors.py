@@ -41,7 +41,7 @@ from typing import Any
 import torch
 
 from ninr.errors import ConfigError, check_positive_int
-from ninr.perf import num_threads
+from ninr.perf import machine, num_threads
 from ninr.studies.part import PARTS, RunOutput
 from ninr.studies.store import RunResult
 from ninr.studies.tasks import Task
@@ -93,6 +93,7 @@ def execute(task: Task, run_fn: TaskFn = run_planned) -> list[RunResult]:
     meta = {
         "versions": versions(),
         "host": platform.node(),
+        "machine": machine(),
         "pid": os.getpid(),
         "torch_threads": torch.get_num_threads(),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
