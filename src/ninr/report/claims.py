@@ -308,6 +308,21 @@ def _untestable(key: str, claim: str, evidence: str, rule: str, why: str) -> Cla
     return Claim(key, claim, evidence, NOT_TESTABLE, why[0].upper() + why[1:].rstrip(".") + ".", rule)
 
 
+def judged(
+    key: str,
+    claim: str,
+    evidence: str,
+    rule: str,
+    tests: Sequence[Test],
+    verdict_of: Callable[[Sequence[Test]], tuple[str, str]] = count_verdict,
+) -> Claim:
+    """The claim judged by ``verdict_of`` (all / some / none of ``tests`` pass), its evidence ending with the tests
+    of least and most support."""
+    verdict, why = verdict_of(tests)
+    found = extremes(tests)
+    return Claim(key, claim, evidence + (f"; {found}" if found else ""), verdict, why, rule, tuple(tests))
+
+
 # ---------------------------------------------------------------- phases
 
 
@@ -536,9 +551,7 @@ def cdt_degrades(records: Records) -> Claim:
         b = base.get((g.part, g.arch))
         diffs = paired(g, b, "clean") if b else None
         tests.append(interval_test(f"{g.name} − None (points)", diffs, below_zero, AMBIGUOUS if b else "no None row"))
-    verdict, why = count_verdict(tests)
-    found = extremes(tests)
-    return Claim("cdt", claim, evidence + (f"; {found}" if found else ""), verdict, why, CDT_RULE, tuple(tests))
+    return judged("cdt", claim, evidence, CDT_RULE, tests)
 
 
 TABLE_RULE = (
@@ -663,11 +676,7 @@ def robustness_vs_none(records: Records) -> Claim:
     if not tests:
         why = _no_rows_reason(rows, records, f"NINR and None rows at a noise std >= {NOISE_STD_MIN:g}")
         return _untestable("robustness", claim, evidence, ROBUSTNESS_RULE, why)
-    verdict, why = count_verdict(tests)
-    found = extremes(tests)
-    return Claim(
-        "robustness", claim, evidence + (f"; {found}" if found else ""), verdict, why, ROBUSTNESS_RULE, tuple(tests)
-    )
+    return judged("robustness", claim, evidence, ROBUSTNESS_RULE, tests)
 
 
 def robustness_vs_others(records: Records) -> Claim:
@@ -679,11 +688,7 @@ def robustness_vs_others(records: Records) -> Claim:
     if not tests:
         why = _no_rows_reason(rows, records, f"NINR and L2 or Dropout rows at a noise std >= {NOISE_STD_MIN:g}")
         return _untestable("robustness-others", claim, evidence, OTHERS_RULE, why)
-    verdict, why = count_verdict(tests)
-    found = extremes(tests)
-    return Claim(
-        "robustness-others", claim, evidence + (f"; {found}" if found else ""), verdict, why, OTHERS_RULE, tuple(tests)
-    )
+    return judged("robustness-others", claim, evidence, OTHERS_RULE, tests)
 
 
 UNSTRUCTURED_RULE = (
@@ -740,11 +745,7 @@ def unstructured_largest(records: Records) -> Claim:
     if not tests or has != {"std", "structured"}:
         need = f"NINR and None rows with Gaussian noise at std >= {NOISE_STD_MIN:g} and structured corruptions"
         return _untestable("unstructured", claim, evidence, UNSTRUCTURED_RULE, _no_rows_reason(rows, records, need))
-    verdict, why = count_verdict(tests)
-    found = extremes(tests)
-    return Claim(
-        "unstructured", claim, evidence + (f"; {found}" if found else ""), verdict, why, UNSTRUCTURED_RULE, tuple(tests)
-    )
+    return judged("unstructured", claim, evidence, UNSTRUCTURED_RULE, tests)
 
 
 ADVERSARIAL_RULE = (
@@ -777,11 +778,7 @@ def adversarial(records: Records) -> Claim:
             else "the attack records hold no NINR and None rows of one part and architecture"
         )
         return _untestable("adversarial", claim, evidence, ADVERSARIAL_RULE, why)
-    verdict, why = count_verdict(tests)
-    found = extremes(tests)
-    return Claim(
-        "adversarial", claim, evidence + (f"; {found}" if found else ""), verdict, why, ADVERSARIAL_RULE, tuple(tests)
-    )
+    return judged("adversarial", claim, evidence, ADVERSARIAL_RULE, tests)
 
 
 # ---------------------------------------------------------------- the detector
@@ -814,11 +811,7 @@ def detector(records: Records) -> Claim:
     if not tests:
         why = "the `hep` part has no NINR method and `none` method to compare"
         return _untestable("detector", claim, evidence, DETECTOR_RULE, why)
-    verdict, why = some_verdict(tests)
-    found = extremes(tests)
-    return Claim(
-        "detector", claim, evidence + (f"; {found}" if found else ""), verdict, why, DETECTOR_RULE, tuple(tests)
-    )
+    return judged("detector", claim, evidence, DETECTOR_RULE, tests, some_verdict)
 
 
 # ---------------------------------------------------------------- the implicit regulariser
