@@ -1,9 +1,10 @@
 """The photon study's configuration: :class:`StudyConfig`, read from TOML by :func:`load_study_config`.
 
-TOML tables map one to one onto dataclass fields: ``[generation]`` (:class:`GenerationConfig`),
-``[simulation]`` (:class:`DetectorConfig`), ``[shift]`` (:class:`DetectorShift`), ``[[methods]]``
-(:class:`MethodEntry`), ``[root]`` (:class:`RootInputs`) and ``[study]`` (the remaining fields of
-:class:`StudyConfig`). Unknown tables and keys are errors with close matches.
+TOML tables map one to one onto dataclass fields: ``[generation]`` (:class:`GenerationConfig`, or with
+``source = "gun"`` the particle gun's :class:`~ninr.hep.gun.GunConfig`), ``[simulation]``
+(:class:`DetectorConfig`), ``[shift]`` (:class:`DetectorShift`), ``[[methods]]`` (:class:`MethodEntry`),
+``[root]`` (:class:`RootInputs`) and ``[study]`` (the remaining fields of :class:`StudyConfig`). Unknown
+tables and keys are errors with close matches.
 """
 
 from __future__ import annotations
@@ -15,8 +16,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ninr.errors import ConfigError, check_nonneg_int, check_positive, check_positive_int, check_probability, fail
+from ninr.errors import (
+    ConfigError,
+    check_choice,
+    check_nonneg_int,
+    check_positive,
+    check_positive_int,
+    check_probability,
+    fail,
+)
 from ninr.hep.config import DetectorConfig, DetectorShift, GenerationConfig, from_mapping, to_dict
+from ninr.hep.gun import GunConfig
+
+GENERATION_SOURCES = ("pythia", "gun")
+"""Values of ``[generation] source``: Pythia 8 events (the default) or the particle gun."""
 
 
 @dataclass(frozen=True)
@@ -72,7 +85,7 @@ class StudyConfig:
     (a :class:`DetectorConfig`), ``[shift]``, ``[[methods]]``, ``[root]`` and ``[study]`` (the rest).
 
     Attributes:
-        generation: event generation and candidate selection.
+        generation: event generation and candidate selection (Pythia), or the particle gun.
         simulation: the detector the models are trained on.
         shift: how the "data" detector differs.
         methods: the compared methods (``l2`` and ``dropout`` must be registered by ``ninr.methods``).
@@ -90,7 +103,7 @@ class StudyConfig:
         root: read images from ROOT files instead of generating.
     """
 
-    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    generation: GenerationConfig | GunConfig = field(default_factory=GenerationConfig)
     simulation: DetectorConfig = field(default_factory=DetectorConfig)
     shift: DetectorShift = field(default_factory=DetectorShift)
     methods: tuple[MethodEntry, ...] = DEFAULT_METHODS
@@ -140,7 +153,9 @@ def study_config_from_dict(data: Mapping[str, Any]) -> StudyConfig:
     if unknown:
         raise ConfigError(f"unknown table [{unknown[0]}] (tables: {', '.join(sorted(known))})")
     kw: dict[str, Any] = {}
-    for key, cls in (("generation", GenerationConfig), ("simulation", DetectorConfig), ("shift", DetectorShift)):
+    if "generation" in data:
+        kw["generation"] = generation_from_mapping(data["generation"])
+    for key, cls in (("simulation", DetectorConfig), ("shift", DetectorShift)):
         if key in data:
             kw[key] = from_mapping(cls, data[key], key)
     if "methods" in data:
@@ -149,6 +164,28 @@ def study_config_from_dict(data: Mapping[str, Any]) -> StudyConfig:
         kw["root"] = from_mapping(RootInputs, data["root"], "root")
     study = dict(data.get("study", {}))
     return from_mapping(StudyConfig, {**study, **kw}, "study")
+
+
+def generation_from_mapping(table: Any) -> GenerationConfig | GunConfig:
+    """The ``[generation]`` table: a :class:`GenerationConfig`, or a :class:`GunConfig` when ``source = "gun"``.
+
+    ``source`` defaults to ``"pythia"``; a particle-gun setting in a Pythia table (or the reverse) is an
+    error that says which source it belongs to.
+    """
+    if not isinstance(table, Mapping):
+        raise fail("generation", "a table of settings", table)
+    source = check_choice("source", table.get("source", "pythia"), GENERATION_SOURCES)
+    own, other = (GunConfig, GenerationConfig) if source == "gun" else (GenerationConfig, GunConfig)
+    own_fields = {f.name for f in dataclasses.fields(own)}
+    for key in table:
+        if key != "source" and key not in own_fields and key in {f.name for f in dataclasses.fields(other)}:
+            other_source = "gun" if source == "pythia" else "pythia"
+            raise ConfigError(
+                f"[generation] setting {key!r} belongs to source = {other_source!r}, not to source = {source!r}"
+            )
+    if source == "gun":
+        return from_mapping(GunConfig, table, "generation")
+    return from_mapping(GenerationConfig, {k: v for k, v in table.items() if k != "source"}, "generation")
 
 
 def load_study_config(path: str | Path, **overrides: Any) -> StudyConfig:
