@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from ninr.errors import ConfigError
 from ninr.hep.calorimeter import ideal_detector, simulate
@@ -38,7 +39,7 @@ from ninr.hep.gun import (
     process_rng,
     shoot,
 )
-from ninr.hep.study import StudyConfig, load_study_config, prepare_data, study_config_from_dict
+from ninr.hep.study import StudyConfig, load_study_config, normalised, prepare_data, study_config_from_dict
 from ninr.rng import make_generator
 from ninr.studies.parts.hep import config_to_tables, study_specs
 
@@ -300,6 +301,26 @@ def test_prepare_data_images_gun_candidates_through_both_detectors() -> None:
     assert data.info["generation"]["source"] == "gun" and data.info["n_train"] + data.info["n_test"] == 80
     assert tuple(data.dataset.x_train.shape[1:]) == (2, 8, 8) and data.x_data.shape == data.dataset.x_test.shape
     assert float(data.dataset.y_train.float().mean()) == pytest.approx(0.5, abs=0.25)
+
+
+def test_energy_normalisation_divides_each_image_by_its_energy_and_is_other_data() -> None:
+    base = StudyConfig(
+        generation=GunConfig(n_signal_events=30, n_background_events=30),
+        simulation=DetectorConfig(window_eta=0.2, window_phi=0.2, em_cells=8, had_cells=2),
+        seeds=(0,),
+    )
+    plain, scaled = prepare_data(base), prepare_data(dataclasses.replace(base, normalise="energy"))
+    for a, b in ((plain.dataset.x_train, scaled.dataset.x_train), (plain.x_data, scaled.x_data)):
+        total = a.sum(dim=(1, 2, 3), keepdim=True)
+        assert bool((total > 0).all())
+        # the same images (same draws) divided by their totals; float32 division: a few ulps
+        assert np.allclose(b.numpy(), (a / total).numpy(), rtol=1e-6, atol=1e-9)
+        assert np.allclose(b.sum(dim=(1, 2, 3)).numpy(), 1.0, atol=1e-5)
+    assert normalised(torch.zeros(2, 2, 4, 4), "energy").abs().sum() == 0  # nothing to divide: left at zero
+    ids = {s.run_id for c in (base, dataclasses.replace(base, normalise="energy")) for s in study_specs(c, "hep")}
+    assert len(ids) == 2 * len(base.methods)  # normalised images are other runs
+    with pytest.raises(ConfigError, match="normalise"):
+        dataclasses.replace(base, normalise="unit")
 
 
 @needs_h5py

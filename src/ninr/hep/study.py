@@ -61,6 +61,15 @@ class StudyData:
     info: dict[str, Any]
 
 
+def normalised(images: torch.Tensor, mode: str) -> torch.Tensor:
+    """``images`` (N, C, H, W) as :attr:`StudyConfig.normalise` says: unchanged (``"none"``), or each divided by
+    its total energy over every channel (``"energy"``; an image with no positive total is left at zero)."""
+    if mode == "none":
+        return images
+    total = images.sum(dim=tuple(range(1, images.dim())), keepdim=True)
+    return torch.where(total > 0, images / total.clamp_min(torch.finfo(images.dtype).tiny), torch.zeros_like(images))
+
+
 def prepare_data(
     config: StudyConfig,
     *,
@@ -85,9 +94,14 @@ def prepare_data(
     train, test = candidates.select(train_idx), candidates.select(test_idx)
     data_detector = apply_shift(config.simulation, config.shift)
     started = time.perf_counter()
-    x_train = images_for(train, config.simulation, config.calo_seed, "simulation-train")
-    x_sim = images_for(test, config.simulation, config.calo_seed, "simulation-test")
-    x_data = images_for(test, data_detector, config.calo_seed, "data-test")
+    x_train, x_sim, x_data = (
+        normalised(images_for(part, detector, config.calo_seed, stream), config.normalise)
+        for part, detector, stream in (
+            (train, config.simulation, "simulation-train"),
+            (test, config.simulation, "simulation-test"),
+            (test, data_detector, "data-test"),
+        )
+    )
     calo_s = time.perf_counter() - started
     y_train, y_test = (torch.from_numpy(c.label.astype(np.int64)) for c in (train, test))
     info = {
@@ -113,6 +127,7 @@ def _root_data(config: StudyConfig, say: Progress) -> StudyData:
     x_data, y_data = read_root_images(
         r.data, tree=r.tree, em_branch=r.em_branch, had_branch=r.had_branch, label_branch=r.label_branch
     )
+    x_sim, x_data = normalised(x_sim, config.normalise), normalised(x_data, config.normalise)
     train_idx, test_idx = split_indices(len(x_sim), config.test_fraction, config.split_seed)
     ti, te = torch.from_numpy(train_idx), torch.from_numpy(test_idx)
     say(f"ROOT images: {len(x_sim)} simulation ({len(ti)} train), {len(x_data)} data")

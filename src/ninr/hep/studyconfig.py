@@ -60,6 +60,9 @@ class RootInputs:
     label_branch: str = "label"
 
 
+NORMALISE_MODES = ("none", "energy")
+"""Per-image input normalisation of the photon study (:attr:`StudyConfig.normalise`)."""
+
 DEFAULT_METHODS = (
     MethodEntry("none", "none"),
     MethodEntry("l2", "l2"),
@@ -101,6 +104,9 @@ class StudyConfig:
         device: torch device.
         events: events HDF5 path ("" = ``<out_dir>/events.h5``, or in memory without an out_dir).
         root: read images from ROOT files instead of generating.
+        normalise: ``"none"`` (images in GeV, the model standardises each channel over the training set) or
+            ``"energy"`` (each image divided by its total energy, both layers: the classifier reads the shower's
+            shape, not its energy; the particle gun's 20-640 GeV range needs it, docs/hep.md section 7).
     """
 
     generation: GenerationConfig | GunConfig = field(default_factory=GenerationConfig)
@@ -122,8 +128,10 @@ class StudyConfig:
     device: str = "cpu"
     events: str = ""
     root: RootInputs | None = None
+    normalise: str = "none"
 
     def __post_init__(self) -> None:
+        check_choice("normalise", self.normalise, NORMALISE_MODES)
         labels = [m.label for m in self.methods]
         if not labels or len(set(labels)) != len(labels):
             raise fail("methods", "a non-empty list with distinct labels", labels)

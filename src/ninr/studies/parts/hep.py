@@ -121,18 +121,21 @@ class HepRun:
     def data_identity(self) -> dict[str, Any]:
         """The hashes of the generation settings and both detectors, or the ROOT files read."""
         config = study_config_from_dict(self.study)
+        # normalised images are other data; "none" stays out, so the ids of studies without it do not change
+        scaled = {"normalise": config.normalise} if config.normalise != "none" else {}
         if config.root is not None:
-            return {"root": dataclasses.asdict(config.root), "split_seed": config.split_seed}
+            return {"root": dataclasses.asdict(config.root), "split_seed": config.split_seed, **scaled}
         return {
             "events": config_hash(config.generation),
             "simulation": config_hash(config.simulation),
             "data": config_hash(apply_shift(config.simulation, config.shift)),
             "split": [config.test_fraction, config.split_seed],
             "calo_seed": config.calo_seed,
+            **scaled,
         }
 
 
-DATA_FIELDS = ("events", "workers", "test_fraction", "split_seed", "calo_seed")
+DATA_FIELDS = ("events", "workers", "test_fraction", "split_seed", "calo_seed", "normalise")
 """The ``[study]`` settings the images depend on (with the generation, detector and ROOT tables)."""
 
 
