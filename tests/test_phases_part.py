@@ -293,6 +293,15 @@ def test_phase_bands_give_each_measured_bands_k_max_range_over_all_its_runs():
     assert phases_report.k_text(5.0, INF) == "k_max >= 5" and phases_report.k_text(0.1, 2.5) == "k_max 0.1-2.5"
 
 
+def test_phase_ranges_give_a_tie_between_seeds_to_the_lowest_seed_in_any_record_order():
+    for low, high in [("decay", "catapult"), ("catapult", "decay")]:
+        runs = [_final(1.0, s, "decay", 0.1) for s in (0, 1)] + [_final(4.0, s, "divergent", 9.0) for s in (0, 1)]
+        runs += [_final(2.0, 1, high, 2.0), _final(2.0, 0, low, 2.0)]  # a tie at sigma 2
+        expected = ["decay", "divergent"] if low == "decay" else ["decay", "catapult", "divergent"]
+        for order in (runs, runs[::-1]):
+            assert [p for p, _, _ in phases_report.phase_ranges(order)] == expected, (low, high)
+
+
 def test_ranges_and_runs_tables_carry_k_max_and_keep_in_and_full_ninr_apart():
     finals = _k_finals()
     ranges = phases_report.ranges_table(finals, {})
@@ -324,6 +333,45 @@ def test_phase_figure_labels_each_band_with_its_k_max_range(monkeypatch):
     for phase, k in [("decay", "k_max 0.1-2.5"), ("catapult", "k_max 2.6-3.1"), ("divergent", "k_max >= 5")]:
         assert sum(t.startswith(phase) and t.endswith(k) for t in texts) == 1, (phase, texts)
     assert any(t.startswith("catapult") and t.endswith("k_max 10-20") for t in (t.get_text() for t in full.texts))
+
+
+# A sqrt(2) grid from 0.125 to 1024 with the band widths an in-NINR sweep measures (docs/dynamics.md section 8):
+# wide bands beside bands two or three grid points wide, whose two-line labels are wider than the bands.
+LAYOUT_GRID = [2 ** (i / 2) for i in range(-6, 21)]
+
+
+def _layout_phase(sigma: float, noise: str) -> str:
+    if sigma < 0.3:
+        return "decoupled"
+    if noise == "fixed":
+        return "decay" if sigma < 35 else "catapult" if sigma < 450 else "divergent"
+    return "decay" if sigma < 35 or 76 < sigma < 152 else "catapult" if sigma < 560 else "divergent"
+
+
+def test_phase_figure_band_labels_stay_inside_their_bands_and_fixed_noise_has_a_strip(monkeypatch):
+    pytest.importorskip("matplotlib", reason="reports draw figures (pip install 'ninr[plot]')")
+    drawn, to_png = [], phases_report.to_png
+    monkeypatch.setattr(phases_report, "to_png", lambda fig: drawn.append(fig) or to_png(fig))
+    grid = [(noise, s) for noise in phases_report.NOISES for s in LAYOUT_GRID]
+    finals = [_final(s, 0, _layout_phase(s, noise), 1e-3 * s**1.5, noise=noise) for noise, s in grid]
+    phases_report.phase_figure(finals, {})
+    (fig,) = drawn
+    renderer = fig.canvas.get_renderer()  # to_png drew it with its constrained layout: the saved figure's extents
+    ax = fig.axes[0]
+    redrawn = phases_report.phase_ranges(finals, "redrawn")
+    labels = [t for t in ax.texts if t.get_text().split(",")[0].split("\n")[0] in phases_report.PHASE_COLOURS]
+    assert len(labels) == len(redrawn) == 6
+    boxes = [t.get_window_extent(renderer) for t in labels]
+    for box, (phase, lo, hi) in zip(boxes, redrawn, strict=True):
+        left, right = (ax.transData.transform((x, 1.0))[0] for x in (lo, hi))
+        assert left <= box.x0 and box.x1 <= right, (phase, lo, hi, box)  # inside its band: no overlap either
+    strip = sorted((p for p in ax.patches if p.get_height() == pytest.approx(phases_report.STRIP_HEIGHT)),
+                   key=lambda p: p.get_x())  # fmt: skip
+    fixed = phases_report.phase_ranges(finals, "fixed")
+    rgb = [tuple(int(phases_report.PHASE_COLOURS[p][i : i + 2], 16) / 255 for i in (1, 3, 5)) for p, _, _ in fixed]
+    assert [tuple(p.get_facecolor()[:3]) for p in strip] == [pytest.approx(c) for c in rgb]
+    assert [p.get_x() for p in strip] == pytest.approx([lo for _, lo, _ in fixed]) and len(fixed) == 4
+    assert any("strip: fixed noise" in t.get_text() for t in ax.texts)
 
 
 def test_trajectories_go_to_the_panel_of_their_runs_final_record(monkeypatch):

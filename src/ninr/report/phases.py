@@ -39,7 +39,12 @@ MODEL_TITLES = {
 NOISES = ("redrawn", "fixed")
 MARKERS = {"redrawn": "o", "fixed": "s"}
 KEY_COLOURS = {"niw": "tab:blue", "train_loss": "tab:green", "test_loss": "tab:red"}
-STRIP_HEIGHT = 0.04  # the measured labels' band under the linear panel's predicted regions (axes fraction)
+STRIP_HEIGHT = 0.04  # the measured labels' band under the shaded regions (axes fraction)
+LABEL_EM = 0.6
+"""A band label's character width in units of its font size, an upper estimate: the bands' labels in matplotlib's
+default DejaVu Sans measure 0.47-0.58 em a character. It decides whether a label fits across its band."""
+AXES_MARGIN = 1.1
+"""The x axis spans this multiple of the shaded regions' log extent (matplotlib's default 5% margin on each side)."""
 MLP_TAUS = ("niw", "train_loss", "test_loss")
 TAU_KEYS = {"linear": ("niw",), "mlp": MLP_TAUS, "mlp-full": MLP_TAUS}
 PEAK_CLIP = 1e3
@@ -56,18 +61,19 @@ PHASE_COLOURS = {
 
 
 def phase_ranges(records: Sequence[dict[str, Any]], noise: str = "redrawn") -> list[tuple[str, float, float]]:
-    """Contiguous sigma ranges of one phase (majority over seeds): ``(phase, sigma_lo, sigma_hi)``.
+    """Contiguous sigma ranges of one phase (majority over seeds; a tie goes to the lowest seed's label):
+    ``(phase, sigma_lo, sigma_hi)``.
 
     Edges sit at the geometric midpoints between grid points.
     """
     by_sigma: dict[float, list[str]] = {}
-    for r in records:
+    for r in sorted(records, key=lambda r: int(r.get("seed") or 0)):
         if r["noise"] == noise:
             by_sigma.setdefault(r["sigma"], []).append(_label(r))
     sigmas = sorted(by_sigma)
     if not sigmas:
         return []
-    labels = [max(set(v), key=v.count) for v in (by_sigma[s] for s in sigmas)]
+    labels = [max(v, key=v.count) for v in (by_sigma[s] for s in sigmas)]  # the first of the most frequent
     edges = [sigmas[0] / 1.5] + [math.sqrt(a * b) for a, b in itertools.pairwise(sigmas)]
     edges.append(sigmas[-1] * 1.5)
     out: list[tuple[str, float, float]] = []
@@ -288,20 +294,36 @@ def linear2_theory(finals: Sequence[Rec]) -> dict[str, Any] | None:
     return two_layer_curve(float(r["lr"]), int(r["steps"]), float(r["norm_sq"]), float(r["phi0"]), int(batch), sigmas)
 
 
-def _shade(ax: Axes, regions: Sequence[Sequence[Any]], *, strip: bool = False, k_labels: Sequence[str] = ()) -> None:
+def _fits_across(ax: Axes, lo: float, hi: float, span: float, lines: Sequence[str], fontsize: float) -> bool:
+    """Whether ``lines``, written horizontally, fit inside the band ``lo..hi`` of a log x axis spanning ``span``
+    (its log extent) across the axes' width, with the character width :data:`LABEL_EM`."""
+    fig = ax.get_figure(root=True)
+    assert fig is not None  # every axes here is made by its figure
+    width_in = float(fig.get_size_inches()[0])
+    axes_pt = ax.get_position().width * width_in * 72  # the share before layout: constrained layout widens it a little
+    band_pt = axes_pt * math.log(hi / lo) / span
+    return max(len(line) for line in lines) * LABEL_EM * fontsize <= band_pt
+
+
+def _shade(ax: Axes, regions: Sequence[Sequence[Any]], *, strip: bool = False, k_labels: Sequence[str] = ()) -> bool:
     """Shade each ``(phase, sigma_lo, sigma_hi)`` region and label it with its phase and ``k_labels[i]`` (its k
-    range; none when empty)."""
+    range; none when empty): across the band on two lines where that fits, else vertically on one, so neighbouring
+    labels do not overlap. Returns whether a label is vertical."""
+    vertical = False
+    span = AXES_MARGIN * math.log(float(regions[-1][2]) / float(regions[0][1])) if regions else 1.0
     for i, (phase, lo, hi) in enumerate(regions):
         colour = PHASE_COLOURS.get(str(phase), "#eeeeee")
         if strip:  # measured labels: a thin band along the bottom
             ax.axvspan(lo, hi, ymin=0.0, ymax=STRIP_HEIGHT, color=colour, ec="k", lw=0.3)
             continue
         ax.axvspan(lo, hi, color=colour, alpha=0.8, lw=0)
-        narrow = hi / lo < 2.5  # a narrow band gets a vertical label so neighbours do not overlap
         k = k_labels[i] if i < len(k_labels) else ""
-        text = f"{phase}{', ' if narrow else chr(10)}{k}" if k else str(phase)
-        ax.text(math.sqrt(lo * hi), 0.97, text, transform=ax.get_xaxis_transform(), ha="center", va="top",
-                fontsize=7 if k else 8, rotation=90 if narrow else 0, linespacing=1.1)  # fmt: skip
+        lines, fontsize = ([str(phase), k], 7) if k else ([str(phase)], 8)
+        across = _fits_across(ax, float(lo), float(hi), span, lines, fontsize)
+        vertical = vertical or not across
+        ax.text(math.sqrt(lo * hi), 0.97, ("\n" if across else ", ").join(lines), transform=ax.get_xaxis_transform(),
+                ha="center", va="top", fontsize=fontsize, rotation=0 if across else 90, linespacing=1.1)  # fmt: skip
+    return vertical
 
 
 def _theory_k_labels(regions: Sequence[Sequence[Any]], k_of_sigma: float) -> list[str]:
@@ -328,13 +350,19 @@ def _measured_shading(runs: Sequence[Rec]) -> tuple[list[tuple[str, float, float
 def _panel(ax: Axes, finals: Sequence[Rec], model: str, theory: Mapping[str, Any] | None) -> None:
     runs = [dict(r) for r in finals if panel_of(r) == model]
     measured, k_labels = _measured_shading(runs)
+    # Measured without a theory: the redrawn bands shaded, the fixed-noise ones (when both ran) in the strip.
+    fixed = [] if theory or not phase_ranges(runs, "redrawn") else phase_ranges(runs, "fixed")
     if theory:
-        _shade(ax, theory["regions"], k_labels=_theory_k_labels(theory["regions"], float(runs[0]["lr"])))
+        vertical = _shade(ax, theory["regions"], k_labels=_theory_k_labels(theory["regions"], float(runs[0]["lr"])))
     else:
-        _shade(ax, measured, k_labels=k_labels)
+        vertical = _shade(ax, measured, k_labels=k_labels)
     if theory:
         _shade(ax, measured, strip=True)
         ax.text(0.01, STRIP_HEIGHT + 0.01, "measured (redrawn)", transform=ax.transAxes, fontsize=6, va="bottom")
+    if fixed:
+        _shade(ax, fixed, strip=True)
+        ax.text(0.01, STRIP_HEIGHT + 0.01, "shaded: redrawn noise; strip: fixed noise", transform=ax.transAxes,
+                fontsize=6, va="bottom")  # fmt: skip
     plotted = False
     for key in TAU_KEYS.get(model, ("niw",)):
         for noise in NOISES:
@@ -358,8 +386,9 @@ def _panel(ax: Axes, finals: Sequence[Rec], model: str, theory: Mapping[str, Any
     ax.set_xscale("log")
     if plotted:
         ax.set_yscale("log")
-        if model != "linear":  # headroom above the markers for the bands' two-line labels
-            ax.set_ylim(top=ax.get_ylim()[1] * 4)
+        if model != "linear":  # headroom above the markers for the bands' labels (vertical ones are longer), below
+            bottom, top = ax.get_ylim()  # them for the strip
+            ax.set_ylim(bottom / (2 if fixed else 1), top * (10 if vertical else 4))
         # Under the frame: inside it the legend would cover the bands' labels or the markers.
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
     r = runs[0]
@@ -434,7 +463,8 @@ def phase_figure(finals: Sequence[Rec], theories: Mapping[str, Mapping[str, Any]
         "(bottom strip: the measured labels of the redrawn-noise runs) and its decay time (line), each band "
         "labelled with its k = eta sigma^2 range; MLP, the measured phases of the redrawn-noise runs, each band "
         "labelled with the range of k_max (the deciding node's largest k = lr lambda_max along the run) of its "
-        "runs. A run with no decay fit (too slow for the horizon, growing or divergent) has no marker."
+        "runs (bottom strip: the measured phases of the fixed-noise runs, same colours). A run with no decay fit "
+        "(too slow for the horizon, growing or divergent) has no marker."
     )
     if "linear2" in models:
         caption += (
