@@ -291,6 +291,8 @@ def test_phase_bands_give_each_measured_bands_k_max_range_over_all_its_runs():
         pytest.approx(e) for e in [(1 / 1.5, 8**0.5), (8**0.5, 32**0.5), (32**0.5, 12.0)]
     ]  # edges at the geometric midpoints of the grid, 1.5x beyond its ends
     assert phases_report.k_text(5.0, INF) == "k_max >= 5" and phases_report.k_text(0.1, 2.5) == "k_max 0.1-2.5"
+    # two digits each; ends that round alike are one number; no exponent between 0.001 and 9999
+    assert phases_report.k_text(13.2, 13.4) == "k_max 13" and phases_report.k_text(30.0, 101.0) == "k_max 30-100"
 
 
 def test_phase_ranges_give_a_tie_between_seeds_to_the_lowest_seed_in_any_record_order():

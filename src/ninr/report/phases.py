@@ -138,7 +138,15 @@ def k_text(k_lo: float, k_hi: float, name: str = "k_max") -> str:
         return f"{name} non-finite"
     if math.isinf(k_hi):
         return f"{name} >= {k_lo:.2g}"
-    return f"{name} {k_lo:.2g}" if k_hi == k_lo else f"{name} {k_lo:.2g}-{k_hi:.2g}"
+    lo, hi = _k_number(k_lo), _k_number(k_hi)
+    return f"{name} {lo}" if lo == hi else f"{name} {lo}-{hi}"
+
+
+def _k_number(k: float) -> str:
+    """Two significant digits, without an exponent from 0.001 to 9999 (``100``, not ``1e+02``)."""
+    if k != 0 and not 1e-3 <= abs(k) < 1e4:
+        return f"{k:.2g}"
+    return f"{float(f'{k:.2g}'):g}"
 
 
 def _counts(labels: Sequence[str]) -> str:
