@@ -205,14 +205,22 @@ def test_per_arch_override_replaces_methods_and_train_fields():
     assert got == {("FC", 0): (1.0, lr), ("FC", 1): (1.0, lr), ("CNN", 0): (3.0, 0.2), ("CNN", 1): (3.0, 0.2)}
 
 
-@pytest.mark.parametrize("name", ["quick", "paper", "tiny", "hep", "tiny-robustness"])
+@pytest.mark.parametrize("name", ["quick", "standard", "paper", "tiny", "hep", "tiny-robustness"])
 def test_repository_presets_resolve(name):
     preset = load_preset(find_preset(name))
     for part in preset.parts():
         stacking(part, preset.section(part))
         specs = expand(preset, part)
         assert specs and len({s.run_id for s in specs}) == len(specs), part
-    if name in ("quick", "paper"):
+    if name == "standard":  # the paper protocol's rows and training settings, fewer epochs, at least 3 seeds
+        table, paper = preset.section("table"), load_preset(find_preset("paper")).section("table")
+        assert [(v.label, v.phase) for v in table.variants] == [(v.label, v.phase) for v in paper.variants]
+        assert table.arch == paper.arch and len(table.seeds) >= 3
+        assert {k: v for k, v in table.train.items() if k != "epochs"} == {
+            k: v for k, v in paper.train.items() if k != "epochs"
+        }
+        assert table.train["epochs"] < paper.train["epochs"]
+    if name in ("quick", "standard", "paper"):
         table = preset.section("table")
         assert [a.label for a in table.archs] == ["FC", "CNN"]
         labels = [v.label for v in table.variants]
