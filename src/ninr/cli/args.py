@@ -47,6 +47,17 @@ def key_value(text: str) -> tuple[str, Any]:
     return key, value
 
 
+def refuse_non_empty(name: str, path: Path, way_out: str) -> None:
+    """Refuse an output directory ``path`` (the argument ``name``) that already holds something; the message names
+    a few of its entries and ``way_out`` (how to write there anyway)."""
+    held = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+    if held:
+        shown = ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")
+        raise ConfigError(
+            f"`{name}` must be a new or empty directory, got {str(path)!r}, which holds {shown}; {way_out}"
+        )
+
+
 def check_out_path(name: str, path: str | Path, *, directory: bool = False) -> Path:
     """An output path this process can write, checked before anything runs.
 

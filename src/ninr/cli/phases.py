@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ninr.cli.args import Handler, check_out_path, nonneg_int, pos_float, pos_int
+from ninr.cli.args import Handler, check_out_path, nonneg_int, pos_float, pos_int, refuse_non_empty
 from ninr.cli.studies import write_reports
 from ninr.dynamics.theory.linear import theory_curve
 from ninr.dynamics.validation import CALIBRATION_SEED, VALIDATION_SEED, validation_report
@@ -111,13 +111,9 @@ def _refuse_other_results(out: Path, store: ResultStore, run_ids: set[str]) -> N
 
     A store already holding runs of this very sweep is left to :func:`ninr.studies.session.run_part`, whose
     refusal says how many of them it holds."""
-    held = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
-    if held and not store.run_ids() & run_ids:
-        shown = ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")
-        raise ConfigError(
-            f"`--out` must be a new or empty directory, got {str(out)!r}, which holds {shown}; choose another "
-            "--out (--resume adds this sweep's runs to its store and rewrites its report)"
-        )
+    if not store.run_ids() & run_ids:
+        way_out = "choose another --out (--resume adds this sweep's runs to its store and rewrites its report)"
+        refuse_non_empty("--out", out, way_out)
 
 
 def _phases(args: argparse.Namespace) -> int:

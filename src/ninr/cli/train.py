@@ -8,7 +8,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ninr.cli.args import Handler, check_out_path, key_value, nonneg_float, nonneg_int, pos_float, pos_int, unit_float
+from ninr.cli.args import (
+    Handler,
+    check_out_path,
+    key_value,
+    nonneg_float,
+    nonneg_int,
+    pos_float,
+    pos_int,
+    refuse_non_empty,
+    unit_float,
+)
 from ninr.data import DATASETS, load_dataset
 from ninr.errors import ConfigError
 from ninr.methods import METHODS
@@ -276,13 +286,8 @@ def _replace_run(config: TrainConfig, out: Path, *, progress: bool) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     """``ninr demo``: two runs into ``--out``, which must be new or empty unless ``--overwrite``."""
     root = check_out_path("--out", args.out, directory=True)
-    held = sorted(p.name for p in root.iterdir()) if root.is_dir() else []
-    if held and not args.overwrite:
-        shown = ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")
-        raise ConfigError(
-            f"`--out` must be a new or empty directory, got {str(root)!r}, which holds {shown}; "
-            "--overwrite replaces the demo's runs in it"
-        )
+    if not args.overwrite:
+        refuse_non_empty("--out", root, "--overwrite replaces the demo's runs in it")
     data = load_dataset(args.dataset)
     rows = []
     for label, methods in (("none", ()), ("in-ninr", (MethodSpec("in-ninr", {"sigma": args.sigma}),))):

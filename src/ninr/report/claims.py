@@ -315,11 +315,12 @@ def judged(
     rule: str,
     tests: Sequence[Test],
     verdict_of: Callable[[Sequence[Test]], tuple[str, str]] = count_verdict,
+    shown: Sequence[Test] | None = None,
 ) -> Claim:
     """The claim judged by ``verdict_of`` (all / some / none of ``tests`` pass), its evidence ending with the tests
-    of least and most support."""
+    of least and most support among ``shown`` (default: all of them)."""
     verdict, why = verdict_of(tests)
-    found = extremes(tests)
+    found = extremes(tests if shown is None else shown)
     return Claim(key, claim, evidence + (f"; {found}" if found else ""), verdict, why, rule, tuple(tests))
 
 
@@ -507,12 +508,12 @@ def small_noise(records: Records) -> Claim:
     tests = []
     for (arch, label), runs in rows.items():
         verdicts = [r.get("phase") for r in runs]
-        judged = [v for v in verdicts if v is not None]
+        read = [v for v in verdicts if v is not None]
         what = f"{arch} {label}: phase verdicts"
-        if not judged:
+        if not read:
             tests.append(Test(what, "undefined: no phase verdict (the `phase` hook did not run)", None))
         else:
-            k = sum(v == "decay" for v in judged)
+            k = sum(v == "decay" for v in read)
             tests.append(Test(what, f"{k} of {len(verdicts)} runs decay", k == len(verdicts), len(verdicts)))
         what = f"{arch} {label} − None, clean accuracy (points)"
         diverged = sum(r.get("run_status") == "diverged" for r in runs)
@@ -522,12 +523,8 @@ def small_noise(records: Records) -> Claim:
         else:
             diffs = paired(g, b, "clean") if g is not None and b is not None else None
             tests.append(interval_test(what, diffs, not_below_zero, AMBIGUOUS if b else "no None row"))
-    verdict, why = count_verdict(tests)
     accuracy = [t for t in tests if "accuracy" in t.what]
-    found = extremes(accuracy)
-    return Claim(
-        "small-noise", claim, evidence + (f"; {found}" if found else ""), verdict, why, SMALL_NOISE_RULE, tuple(tests)
-    )
+    return judged("small-noise", claim, evidence, SMALL_NOISE_RULE, tests, shown=accuracy)
 
 
 CDT_RULE = (
@@ -569,17 +566,17 @@ def clean_table(records: Records) -> Claim:
     evidence = "Comparison table (ours − None, poster − None, size agrees columns)"
     missing = _missing_part(records, "table")
     rows = compare(records.get("table", ())) if not missing else []
-    judged = [r for r in rows if not r.is_baseline and r.poster_vs_none is not None]
-    if missing or not judged:
+    compared = [r for r in rows if not r.is_baseline and r.poster_vs_none is not None]
+    if missing or not compared:
         why = missing or f"no row of the `table` part has a poster number and a {BASELINE} row to compare with"
         return _untestable("table", claim, evidence, TABLE_RULE, why)
-    tests = [_table_test(r) for r in judged]
+    tests = [_table_test(r) for r in compared]
     verdict, why = count_verdict(tests)
     widths = [t.interval.hi - t.interval.lo for t in tests if t.interval is not None]
     if widths:
         why += f" Median interval width {statistics.median(widths):.1f} points (a wide interval admits more)."
     levels = headline(rows)[0].rstrip(".")
-    signs = [r.sign_agrees for r in judged if r.sign_agrees is not None]
+    signs = [r.sign_agrees for r in compared if r.sign_agrees is not None]
     evidence += f"; levels: {levels}; signs agree in {sum(signs)} of {len(signs)}"
     found = extremes(tests)
     evidence += f"; {found}" if found else ""
