@@ -72,6 +72,32 @@ def test_bf16_without_native_support_is_a_clear_error(monkeypatch: pytest.Monkey
     assert perf.check_precision("bf16", "cpu") == "bf16"
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_resolves_to_bf16_only_where_native(monkeypatch: pytest.MonkeyPatch, native: bool) -> None:
+    monkeypatch.setattr(perf, "bf16_support", lambda device="cpu": native)
+    monkeypatch.delenv(perf.EMULATED_BF16_ENV, raising=False)
+    expected = "bf16" if native else "fp32"
+    assert perf.resolve_precision("auto") == perf.check_precision("auto") == expected  # never an error
+    a, b = torch.randn(2, 3, 4), torch.randn(2, 4, 5)
+    with perf.autocast("auto"):
+        assert torch.bmm(a, b).dtype == (torch.bfloat16 if native else torch.float32)
+    auto = TrainConfig(precision="auto")
+    assert auto.to_dict()["precision"] == "auto"  # the id names "auto", on every machine alike
+    assert run_id(resolve(auto)[0]) not in (
+        run_id(resolve(TrainConfig())[0]),
+        run_id(resolve(auto.replace(precision="bf16"))[0]),
+    )
+
+
+def test_auto_precision_run_says_what_it_computed_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(perf, "bf16_support", lambda device="cpu": False)
+    data = load_dataset("synthetic", n_train=64, n_test=32)
+    cfg = TrainConfig(dataset="synthetic", epochs=1, max_steps=2, batch_size=32, precision="auto")
+    result = train(cfg, data=data)
+    assert result.status == "completed" and result.setup["precision"] == "fp32"
+    assert "precision" not in train(cfg.replace(precision="fp32"), data=data).setup
+
+
 def test_cli_precision_flag_fails_early_with_exit_2(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: object
 ) -> None:

@@ -365,3 +365,123 @@ def test_report_draws_certification_from_the_stores(certified, tmp_path, monkeyp
     assert "robustness_reliability" in figures and figures["robustness_certify"].png.startswith(PNG_MAGIC)
     assert "n0 = 8, n = 64, alpha = 0.01, 12 test images" in figures["robustness_certify"].caption
     assert [t.name for t in section.body.tables] == ["robustness", "robustness_certify", "robustness_calibration"]
+
+
+# ---------------------------------------------------------------- attacks and shifted sets (their settings)
+
+ATTACKS = {
+    "stds": [0.3],
+    "corruptions": [],
+    "attacks": ["fgsm", {"name": "pgd", "budget": 3}],
+    "epsilons": [0.05, 0.1],
+    "attack_limit": 16,
+    "shifts": ["inverted", "flipped-lr"],
+}
+ATTACK_SECTION = {**CERTIFY_SECTION, "options": {"robustness": ATTACKS}}
+
+
+def test_attack_and_shift_settings_build_the_suite_and_are_absent_by_default():
+    plain = RobustnessSettings.from_options({"robustness": {"stds": [0.3]}})
+    assert plain.attacks == () and plain.shifts == () and plain.suite().attacks == () and plain.attack_suite() is None
+    settings = RobustnessSettings.from_options({"robustness": ATTACKS})
+    assert [a.label for a in settings.attacks] == ["fgsm", "pgd-3"] and settings.shifts == ("inverted", "flipped-lr")
+    # with attack_limit, attacks run in a pass of their own and the main pass has none
+    assert settings.attack_suite().attacks == settings.attacks and settings.attack_suite().epsilons == (0.05, 0.1)
+    assert settings.main_suite().attacks == () and settings.main_suite().shifts == ("inverted", "flipped-lr")
+    together = RobustnessSettings.from_options(
+        {"robustness": {k: v for k, v in ATTACKS.items() if k != "attack_limit"}}
+    )
+    assert together.attack_suite() is None and together.main_suite().attacks == settings.attacks
+    everything = RobustnessSettings.from_options({"robustness": {"attacks": ["fgsm"], "shifts": "all"}})
+    assert everything.epsilons == SUITES.get("attacks")().epsilons and set(everything.shifts) == set(
+        SUITES.get("shift")().shifts
+    )
+
+
+@pytest.mark.parametrize(
+    ("settings", "match"),
+    [
+        ({"attacks": ["fgsn"]}, "did you mean 'fgsm'"),
+        ({"attacks": [{"name": "pgd", "budgt": 3}]}, "unknown key 'budgt' in `attacks`; did you mean 'budget'"),
+        ({"attacks": [{"budget": 3}]}, "`attacks` must be an attack name or a table of name, norm, budget"),
+        ({"attacks": [{"name": "fgsm", "budget": 3}]}, "`budget` must be None for 'fgsm'"),
+        ({"attacks": "fgsm"}, "`attacks` must be a list"),
+        ({"attacks": ["fgsm"], "epsilons": [-0.1]}, "epsilon"),
+        ({"attacks": ["fgsm"], "attack_limit": 0}, "`attack_limit` must be an integer >= 1, got 0"),
+        ({"epsilons": [0.1]}, "`epsilons` must be set only with `attacks`"),
+        ({"attack_limit": 5}, "`attack_limit` must be set only with `attacks`"),
+        ({"shifts": ["inverte"]}, "did you mean 'inverted'"),
+        ({"shifts": "some"}, "`shifts` must be a list"),
+    ],
+)
+def test_bad_attack_and_shift_settings_fail_when_the_preset_loads(settings, match):
+    with pytest.raises(ConfigError, match=match) as exc:
+        _ids(_section({"stds": [0.3], "corruptions": [], **settings}))
+    assert "[table.options.robustness]" in str(exc.value)
+
+
+def test_attack_settings_change_the_run_ids_only_where_set():
+    plain = _ids(_section({"stds": [0.3], "corruptions": []}))
+    assert plain == _ids(_section({"stds": [0.3], "corruptions": []}))
+    assert not set(plain) & set(_ids(ATTACK_SECTION))
+
+
+@pytest.fixture(scope="module")
+def attacked(tmp_path_factory) -> harness.Study:
+    return harness.run_reference("table", ATTACK_SECTION, tmp_path_factory.mktemp("attacks"))
+
+
+def test_hook_attacks_the_first_images_as_evaluate_does_with_the_runs_seed(attacked):
+    spec = attacked.specs[-1]
+    hook = RobustnessHook(spec)
+    data = load_dataset(spec.options.train.dataset, **dict(spec.options.train.dataset_kwargs))
+    result = train(spec.options.train, data=data)
+    got = hook.records(result, data)
+    attacks = [r for r in got if r.get("family") == "attack"]
+    assert {(r["condition"], r["epsilon"]) for r in attacks} == {
+        (a, e) for a in ("fgsm", "pgd-3") for e in (0.05, 0.1)
+    } and {r["n"] for r in attacks} == {16}
+    expected = evaluate(
+        result.model.eval(),
+        (data.x_test[:16], data.y_test[:16]),
+        hook.settings.attack_suite(),
+        noise="off",
+        seed=derive_seed(spec.seed, "robustness", "attacks"),
+        calibration=False,
+    )
+    strip = ("kind", "epoch", "step")
+    assert [{k: v for k, v in r.items() if k not in strip} for r in attacks] == [
+        r for r in expected if r["family"] == "attack"
+    ]
+    shifts = {r["condition"]: r for r in got if r.get("family") == "shift" and r["metric"] == "accuracy"}
+    assert set(shifts) == {"inverted", "flipped-lr"} and {r["n"] for r in shifts.values()} == {N_TEST}
+    # each attack accuracy is a count of the 16 attacked images
+    by = {(r["condition"], r["epsilon"]): r["value"] for r in attacks}
+    assert all(0.0 <= v <= 1.0 and math.isclose(16 * v, round(16 * v)) for v in by.values())
+
+
+def test_report_has_the_attack_and_shift_tables_and_the_attack_figure(attacked, tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib", reason="reports draw figures (pip install 'ninr[plot]')")
+    harness.check_report_from_stores(attacked, tmp_path / "copy", monkeypatch)
+    report = build_report(tmp_path / "copy")
+    (section,) = [s for s in report.sections if s.body.part == "table-robustness"]
+    tables = {t.name: t for t in section.body.tables}
+    assert {"robustness_attacks", "robustness_shifts"} <= set(tables)
+    assert "pgd-3 eps 0.1 (%)" in tables["robustness_attacks"].headers
+    assert "first 16 test images" in tables["robustness_attacks"].note
+    assert tables["robustness_shifts"].headers[3:] == ("clean (%)", "inverted (%)", "flipped-lr (%)")
+    figure = {f.name: f for f in section.body.figures}["robustness_attacks"]
+    assert figure.png.startswith(PNG_MAGIC)
+    # the table's cells are the records' mean over seeds
+    records = [r for s in attacked.specs for r in attacked.store.read(s.run_id).records]
+    for row in tables["robustness_attacks"].data:
+        values = [
+            100 * r["value"]
+            for r in records
+            if r.get("condition") == "fgsm"
+            and r.get("epsilon") == 0.05
+            and r.get("metric") == "accuracy"
+            and r["arch"] == row["arch"]
+            and r["label"] == row["method"]
+        ]
+        assert row["fgsm eps 0.05 mean"] == pytest.approx(statistics.fmean(values))

@@ -216,10 +216,12 @@ def test_repository_presets_resolve(name):
         table, paper = preset.section("table"), load_preset(find_preset("paper")).section("table")
         assert [(v.label, v.phase) for v in table.variants] == [(v.label, v.phase) for v in paper.variants]
         assert table.arch == paper.arch and len(table.seeds) >= 3
-        assert {k: v for k, v in table.train.items() if k != "epochs"} == {
-            k: v for k, v in paper.train.items() if k != "epochs"
+        mine = ("epochs", "precision")  # fewer epochs; bf16 where the CPU has it natively (the paper: fp32)
+        assert {k: v for k, v in table.train.items() if k not in mine} == {
+            k: v for k, v in paper.train.items() if k not in mine
         }
         assert table.train["epochs"] < paper.train["epochs"]
+        assert table.train["precision"] == "auto" and paper.train.get("precision", "fp32") == "fp32"
     if name in ("quick", "standard", "paper"):
         table = preset.section("table")
         assert [a.label for a in table.archs] == ["FC", "CNN"]
@@ -290,6 +292,21 @@ def test_run_is_deterministic_and_tidy(tiny_specs, unstacked_records):
     assert {r["label"] for r in records} == {"in-NINR (Decay)"} and records[0]["expected_phase"] == "decay"
     assert all(r["run_id"] == spec.run_id and r["study"] == "tiny" and r["seed"] == 1 for r in records)
     assert any(k.startswith("niw_norm/") for k in records[-1])
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_runs_say_in_their_meta_what_they_computed_in(monkeypatch, native):
+    from ninr import perf
+
+    monkeypatch.setattr(perf, "bf16_support", lambda device="cpu": native)
+    specs = expand(
+        parse_preset(_table(train={"dataset": "synthetic", "epochs": 1, "max_steps": 1, "precision": "auto"}))
+    )
+    expected = "bf16" if native else "fp32"
+    alone = run_planned(Task((specs[0],), stacked=False))
+    stacked = run_planned(Task(tuple(specs), stacked=True))
+    assert [o.meta.get("precision") for o in [*alone, *stacked]] == [expected] * 3
+    assert stacked[0].meta["stacked"] == {"runs": 2, "index": 0}
 
 
 def test_diverged_run_is_recorded_with_its_phase():

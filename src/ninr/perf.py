@@ -31,8 +31,9 @@ import torch
 
 from ninr.errors import ConfigError, check_choice, check_positive_int
 
-PRECISIONS = ("fp32", "bf16")
-"""Training precisions: ``fp32`` (default, the reference for every published number) or ``bf16`` autocast."""
+PRECISIONS = ("fp32", "bf16", "auto")
+"""Training precisions: ``fp32`` (default, the reference for every published number), ``bf16`` autocast, or
+``auto``: bf16 where the device computes it natively, fp32 elsewhere (:func:`resolve_precision`)."""
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 """Variables a child process's math libraries read at start-up."""
@@ -173,9 +174,24 @@ def bf16_support(device: str | torch.device = "cpu") -> bool:
     return False
 
 
-def check_precision(precision: str, device: str | torch.device = "cpu") -> str:
-    """Validate ``precision`` for ``device``; bf16 where the device lacks it is a :class:`ConfigError`."""
+def resolve_precision(precision: str, device: str | torch.device = "cpu") -> str:
+    """The precision a run computes in: ``precision`` itself, or for ``"auto"`` ``"bf16"`` where ``device``
+    has native bf16 (:func:`bf16_support`) and ``"fp32"`` elsewhere.
+
+    Example:
+        >>> resolve_precision("fp32")
+        'fp32'
+    """
     check_choice("precision", precision, PRECISIONS)
+    if precision != "auto":
+        return precision
+    return "bf16" if bf16_support(device) else "fp32"
+
+
+def check_precision(precision: str, device: str | torch.device = "cpu") -> str:
+    """Validate ``precision`` for ``device`` and return what it resolves to (:func:`resolve_precision`);
+    bf16 where the device lacks it is a :class:`ConfigError` (``"auto"`` never is: it falls back to fp32)."""
+    precision = resolve_precision(precision, device)
     if precision == "bf16" and not bf16_support(device) and os.environ.get(EMULATED_BF16_ENV) != "1":
         dev = torch.device(device)
         what = f"this CPU ({cpu_capability()}) has neither AVX512-BF16 nor AMX" if dev.type == "cpu" else ""
@@ -194,9 +210,8 @@ def autocast(precision: str, device: str | torch.device = "cpu") -> contextlib.A
     Parameters, gradients and optimizer updates stay fp32 (autocast casts only the inputs of
     matrix products and convolutions), so bf16 runs keep fp32 master weights.
     """
-    if precision == "fp32":
+    if resolve_precision(precision, device) == "fp32":
         return contextlib.nullcontext()
-    check_choice("precision", precision, PRECISIONS)
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
 
 

@@ -118,9 +118,10 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="torch device; default: cpu")
     p.add_argument(
         "--precision",
-        choices=["fp32", "bf16"],
+        choices=["fp32", "bf16", "auto"],
         default="fp32",
-        help="fp32 (default, the reference) or bf16 autocast (needs a CPU/GPU with native bf16)",
+        help="fp32 (default, the reference), bf16 autocast (needs a CPU/GPU with native bf16), or auto: bf16 "
+        "where native, else fp32",
     )
     p.add_argument(
         "--out",

@@ -90,14 +90,18 @@ def build_section(store: ResultStore) -> Section:
         executors=_unique([s.get("executor", "?") for s in sessions]),
         versions=_unique([r.meta.get("versions", {}) for r in results]),
         machines=_unique([str(r.meta["machine"]) for r in results if r.meta.get("machine")]),
-        precisions=_unique([p for r in results if (p := _precision(r.spec))]),
+        precisions=_unique([p for r in results if (p := _precision(r.spec, r.meta))]),
     )
 
 
-def _precision(spec: Mapping[str, Any]) -> str:
-    """A training run's precision (``fp32`` / ``bf16``), from its spec's options; empty for runs without one."""
+def _precision(spec: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
+    """A training run's precision (``fp32`` / ``bf16``), from its spec's options; ``"auto"`` as it resolved
+    (``auto: bf16``, from the run's ``meta``); empty for runs without one."""
     train = spec.get("options", {}).get("train")
-    return str(train.get("precision", "fp32")) if isinstance(train, Mapping) else ""
+    if not isinstance(train, Mapping):
+        return ""
+    asked = str(train.get("precision", "fp32"))
+    return f"auto: {meta.get('precision', '?')}" if asked == "auto" else asked
 
 
 def hook_sections(

@@ -763,14 +763,15 @@ def attack_key(r: Rec) -> Any:
 def adversarial(records: Records) -> Claim:
     """Adversarial robustness of NINR over None (:data:`ADVERSARIAL_RULE`)."""
     claim = "NINR improves robustness to adversarial attacks (FGSM / PGD)"
-    evidence = "Robustness records of attacks (`ninr eval --suite attacks`)"
+    evidence = "Robustness records of attacks (the robustness hook's `attacks` setting, or `ninr eval --suite attacks`)"
     rows = robustness_records(records)
     groups = group_runs(rows, keyed(attack_key, _value))
     tests = versus(groups, [NONE], lambda k: f"{k[0]} eps {k[1]:g}", above_zero)
     if not tests:
         attacks = [r for r in rows if r.get("family") == ATTACK_FAMILY]
         why = (
-            "no attack records: no part evaluated FGSM or PGD (the `eval` part with suite `attacks` or `all` does)"
+            "no attack records: no part evaluated FGSM or PGD (the robustness hook with `attacks`, or the `eval` "
+            "part with suite `attacks` or `all`, does)"
             if not attacks
             else "the attack records hold no NINR and None rows of one part and architecture"
         )

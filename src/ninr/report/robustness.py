@@ -14,6 +14,11 @@ the noise grid and the mean corruption accuracy over every corruption and severi
 
 When the records hold them (:func:`ninr.robustness.evaluate` writes them):
 
+* attack records (``family = "attack"``): accuracy against the attack budget epsilon, one panel per
+  (architecture, attack), one line per method, mean ± std over seeds (epsilon 0 is the clean accuracy), and a
+  table of accuracy at each (attack, epsilon);
+* shifted test sets (``family = "shift"``): a table of accuracy on each;
+
 * certification records (``condition = "certify"``): certified accuracy against the L2 radius, one panel
   per (architecture, smoothing sigma, model noise mode), one line per method, mean ± std over seeds, and a
   table of certified accuracy at a few radii, the average certified radius and the abstain rate;
@@ -41,6 +46,8 @@ Series = dict[str, list[tuple[float, float, float]]]  # label -> [(level, mean, 
 
 KIND = "robustness"
 NOISE = "gaussian-noise"
+ATTACK = "attack"
+SHIFT = "shift"
 SHOWN_STDS = (0.1, 0.3, 0.5)  # the noise stds the paper quotes; shown as table columns when in the grid
 SCALE = 100.0
 TITLE = "Robustness to input corruption"
@@ -77,7 +84,8 @@ def _mean(values: Sequence[float]) -> float:
 
 def run_metrics(run: Sequence[Rec]) -> dict[str, float]:
     """One run's summary (fractions): ``clean``, ``std=<s>`` per noise std, ``noise mean``, ``severity=<k>`` (mean
-    over its corruptions) and ``corruption mean`` (over every corruption and severity)."""
+    over its corruptions), ``corruption mean`` (over every corruption and severity), ``attack=<label>@<eps>``
+    per attack and budget and ``shift=<name>`` per shifted test set."""
     out: dict[str, float] = {}
     corr: dict[int, list[float]] = {}
     noise: list[float] = []
@@ -88,6 +96,10 @@ def run_metrics(run: Sequence[Rec]) -> dict[str, float]:
         elif r["condition"] == NOISE and r.get("intensity") is not None:
             out[f"std={float(r['intensity']):g}"] = value
             noise.append(value)
+        elif r.get("family") == ATTACK and r.get("epsilon") is not None:
+            out[f"{ATTACK}={r['condition']}@{float(r['epsilon']):g}"] = value
+        elif r.get("family") == SHIFT:
+            out[f"{SHIFT}={r['condition']}"] = value
         elif r.get("severity") is not None:
             corr.setdefault(int(r["severity"]), []).append(value)
     if noise:
@@ -223,6 +235,73 @@ def robustness_table(rows: Sequence[Rec]) -> Table:
         "Corruption mean: mean over every corruption and severity evaluated."
     )
     return Table("robustness", "Accuracy under input corruption", headers, tuple(cells), tuple(data), note)
+
+
+def _attack_keys(groups: Mapping[Any, list[dict[str, float]]]) -> list[tuple[str, float]]:
+    """The (attack, epsilon) pairs of the runs' metrics, attacks in order of first appearance, epsilons sorted."""
+    seen: dict[str, set[float]] = {}
+    for runs in groups.values():
+        for m in runs:
+            for key in m:
+                if key.startswith(f"{ATTACK}="):
+                    name, eps = key[len(ATTACK) + 1 :].rsplit("@", 1)
+                    seen.setdefault(name, set()).add(float(eps))
+    return [(name, eps) for name, epss in seen.items() for eps in sorted(epss)]
+
+
+def _metric_table(
+    groups: Mapping[tuple[str, str], list[dict[str, float]]], keys: Sequence[tuple[str, str]], name: str, title: str
+) -> Table:
+    headers = ("arch", "method", "runs", *(f"{t} (%)" for _, t in keys))
+    cells, data = [], []
+    for (arch, label), runs in groups.items():
+        row: list[str] = [arch, label, str(len(runs))]
+        raw: dict[str, Any] = {"arch": arch, "method": label, "runs": len(runs)}
+        for key, t in keys:
+            values = [SCALE * m[key] for m in runs if key in m]
+            mean, std = (_mean(values), sample_std(values)) if values else (None, None)
+            row.append(fmt_mean_std(mean, std))
+            raw[f"{t} mean"], raw[f"{t} std"] = mean, std
+        cells.append(tuple(row))
+        data.append(raw)
+    return Table(name, title, headers, tuple(cells), tuple(data), "")
+
+
+def attack_table(rows: Sequence[Rec]) -> Table:
+    """Per (arch, method): accuracy under each attack at each budget, mean ± std over seeds, in %."""
+    groups = summaries(rows)
+    keys = [(f"{ATTACK}={a}@{e:g}", f"{a} eps {e:g}") for a, e in _attack_keys(groups)]
+    table = _metric_table(groups, keys, "robustness_attacks", "Accuracy under adversarial attack")
+    n = sorted({int(r["n"]) for r in rows if r.get("family") == ATTACK and r.get("n") is not None})
+    note = (
+        f"Mean ± sample std (ddof=1) over seeds, in %, on the first {', '.join(map(str, n))} test images; L-inf "
+        "budgets epsilon on [0, 1] pixels unless the attack's label names another norm; the model's noise off."
+    )
+    return Table(table.name, table.title, table.headers, table.cells, table.data, note)
+
+
+def attack_figure(rows: Sequence[Rec], colors: Mapping[str, str]) -> Figure:
+    """Accuracy against the attack budget, one panel per (architecture, attack)."""
+    panels: dict[str, Series] = {}
+    for (arch, label), runs in summaries(rows).items():
+        for attack in dict.fromkeys(a for a, _ in _attack_keys({0: runs})):
+            merged = {k for m in runs for k in m}
+            budgets = sorted((float(k.rsplit("@", 1)[1]), k) for k in merged if k.startswith(f"{ATTACK}={attack}@"))
+            levels = [(0.0, "clean"), *budgets]
+            panels.setdefault(f"{arch}: {attack}", {})[label] = _series(runs, levels)
+    fig = _panels(panels, "attack budget epsilon (0: clean)", colors, cols=2)
+    caption = "Test accuracy under adversarial attack against its budget, mean ± 1 std over seeds (band)."
+    return Figure("robustness_attacks", caption, to_png(fig))
+
+
+def shift_table(rows: Sequence[Rec]) -> Table:
+    """Per (arch, method): accuracy on each shifted test set, mean ± std over seeds, in %."""
+    groups = summaries(rows)
+    names = list(dict.fromkeys(k for runs in groups.values() for m in runs for k in m if k.startswith(f"{SHIFT}=")))
+    keys = [("clean", "clean"), *((k, k[len(SHIFT) + 1 :]) for k in names)]
+    table = _metric_table(groups, keys, "robustness_shifts", "Accuracy on shifted test sets")
+    note = "Mean ± sample std (ddof=1) over seeds, in %, on the shifted copies of the evaluated test images."
+    return Table(table.name, table.title, table.headers, table.cells, table.data, note)
 
 
 def certify_rows(records: Sequence[Rec]) -> list[Rec]:
@@ -412,6 +491,11 @@ def robustness_report(records: Sequence[Rec], study: Mapping[str, Any]) -> PartR
     if corruptions:
         report.figures.append(severity_figure(rows, colors, len(corruptions)))
         report.figures += [corruption_figure(rows, arch, colors) for arch in _order(rows, "arch")]
+    if any(r.get("family") == ATTACK for r in rows):
+        report.tables.append(attack_table(rows))
+        report.figures.append(attack_figure(rows, colors))
+    if any(r.get("family") == SHIFT for r in rows):
+        report.tables.append(shift_table(rows))
     certified = certify_rows(records)
     if certified:
         report.tables.append(certify_table(records))

@@ -65,7 +65,7 @@ def run_planned(task: Task) -> list[RunOutput]:
         raise ConfigError(f"a task must hold runs of one part, got {sorted({s.part for s in task.specs})}")
     with num_threads(RUN_THREADS):
         if not task.stacked:
-            return [RunOutput(part.run(task.specs[0]))]
+            return [part.run_output(task.specs[0])]
         outputs = part.run_many(task.specs, progress=sys.stderr if task.progress else None)
     if len(outputs) != len(task.specs):
         raise ConfigError(f"part {part.name!r}: run_many returned {len(outputs)} outputs for {len(task.specs)} specs")

@@ -72,6 +72,11 @@ class Part(ABC):
     def run(self, spec: RunSpec) -> Records:
         """The records of one run: a pure function of ``spec``."""
 
+    def run_output(self, spec: RunSpec) -> RunOutput:
+        """One run alone, with facts about how it ran (:class:`RunOutput`); by default :meth:`run`'s records and
+        no facts. Executors call this for a lone spec."""
+        return RunOutput(self.run(spec))
+
     def stack_config(self, spec: RunSpec) -> TrainConfig | None:
         """The training config by which ``spec`` may share a stack with other runs; ``None``: it never does."""
         return None

@@ -59,8 +59,10 @@ class TrainConfig:
         seed: the one seed every random stream of the run derives from.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
         eval_batch_size: batch size of evaluation passes (no effect on results).
-        precision: ``"fp32"`` (default, the reference for every published number) or ``"bf16"``
-            (autocast around forward and loss, fp32 weights; needs native bf16, see ``ninr.perf``).
+        precision: ``"fp32"`` (default, the reference for every published number), ``"bf16"``
+            (autocast around forward and loss, fp32 weights; needs native bf16, see ``ninr.perf``) or
+            ``"auto"`` (bf16 where the device has it natively, else fp32: :func:`ninr.perf.resolve_precision`;
+            the precision a run computed in is in its setup and its record's ``meta``).
             Left out of :meth:`to_dict` when ``"fp32"``, so the run ids of fp32 runs do not name it.
 
     Fields marked :data:`PER_RUN` (methods, lr, momentum, seed) may differ between the runs of one stack; every

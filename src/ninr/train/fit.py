@@ -232,6 +232,7 @@ class _Epochs:
         self.backend, self.data, self.runs = backend, data, runs
         self.cfg = runs[0].config
         self.device = data.x_train.device
+        self.precision = check_precision(self.cfg.precision, self.device)  # "auto" resolved once
         self.transforms = [any(type(m).transform_batch is not Method.transform_batch for m in r.methods) for r in runs]
         self.penalties = [[m for m in r.methods if type(m).penalty is not Method.penalty] for r in runs]
         self.grad_hooks = any(
@@ -261,7 +262,7 @@ class _Epochs:
                     runs[i].state.status = "stopped"
                 break
             x, y = self._batch(x_all[idx], y_all[idx], live)
-            with autocast(cfg.precision, x.device):  # a no-op in fp32, the default
+            with autocast(self.precision, x.device):  # a no-op in fp32, the default
                 logits, losses = backend.forward(x, y)
             finite = torch.isfinite(losses.detach())
             if not bool(finite.all() if all_active else finite[active].all()):

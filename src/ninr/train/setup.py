@@ -20,7 +20,7 @@ from ninr.data.base import Dataset, is_registered
 from ninr.methods.base import Method, SetupContext, build, check_compatible
 from ninr.models.layers import InputStats, channel_stats
 from ninr.models.registry import build_model
-from ninr.perf import use_channels_last
+from ninr.perf import resolve_precision, use_channels_last
 from ninr.rng import derive_seed, make_generator, scoped_global_seed
 from ninr.train.backends.single import SingleBackend
 from ninr.train.config import MethodSpec, TrainConfig, run_id
@@ -135,6 +135,8 @@ def prepare_run(config: TrainConfig, data: Dataset, input_stats: InputStats | No
     stats = channel_stats(data.x_train) if input_stats is None else input_stats
     pilot = pilot_run(config, data, stats)
     model, setup = build_setup(config, data.input_shape, data.num_classes, methods, stats, probe, pilot)
+    if config.precision == "auto":  # the id names "auto"; the setup says what this machine computed in
+        setup["precision"] = resolve_precision(config.precision, config.device)
     identity = data_identity(config, data)
     return PreparedRun(config, resolved, config_run_id(resolved, identity), methods, model, setup, identity)
 

@@ -18,6 +18,10 @@ records). Settings live in ``[<part>.options.robustness]`` (they join the run id
     stds = [0.05, 0.1, ...]                        # Gaussian noise stds, > 0 (default 0.05 .. 0.6 step 0.05)
     corruptions = "mnist-c"                        # or a list of names (ninr list corruptions); [] for none
     severities = [1, 2, 3, 4, 5]
+    attacks = ["fgsm", { name = "pgd", budget = 10 }]  # names (ninr list attacks) or tables {name, norm, budget}
+    epsilons = [0.01, 0.03, 0.05, 0.1]             # attack budgets (default: these, L-inf on [0, 1] pixels)
+    attack_limit = 500                             # attack the first N of the evaluated images (default: all)
+    shifts = "all"                                 # or a list of names (ninr list shifts); default none
     certify = true                                 # or a table, below; leave it out for no certification
 
     [table.options.robustness.certify]             # randomized smoothing (ninr.robustness.certify)
@@ -27,6 +31,13 @@ records). Settings live in ``[<part>.options.robustness]`` (they join the run id
     n = 10000                                      # estimation samples per image
     alpha = 0.001                                  # failure probability of each certificate
     limit = 500                                    # certify the first N of the evaluated images
+
+Attacks (``family`` ``"attack"``, ``condition`` the attack's label such as ``"fgsm"`` or ``"pgd-10"``,
+``epsilon`` the budget) run on the model with its noise off, like every other condition; a PGD step costs a
+forward and a backward pass per image and epsilon, so ``attack_limit`` can attack fewer images than the rest
+of the suite evaluates (the same first images for every run). Shifted test sets (``family`` ``"shift"``) are
+:data:`ninr.robustness.shift.SHIFTS`. The keys ``attacks``, ``epsilons``, ``attack_limit`` and ``shifts`` are
+absent from a section that does not use them, so its run ids do not move.
 
 ``certify = true`` is the ``certify`` suite's specification (:class:`ninr.robustness.CertifySpec`'s defaults:
 sigma 0.25, n0 100, n 10,000, alpha 0.001, 500 images, radii 0, 0.1, ..., 1.5). It adds, per smoothing
@@ -55,7 +66,8 @@ from ninr.data.base import Dataset
 from ninr.errors import ConfigError, check_nonneg, check_positive, check_positive_int, did_you_mean, fail
 from ninr.rng import derive_seed
 from ninr.robustness.evaluate import evaluate
-from ninr.robustness.suites import CertifySpec, Suite
+from ninr.robustness.shift import SHIFTS
+from ninr.robustness.suites import LINF_EPSILONS, AttackSpec, CertifySpec, Suite
 from ninr.studies.hook import RUN_HOOKS, RunHook
 from ninr.studies.records import Records
 from ninr.studies.spec import RunSpec
@@ -87,7 +99,12 @@ NOISE_STD_GRID = tuple(round(0.05 * i, 2) for i in range(1, 13))
 """Gaussian noise stds 0.05, 0.1, ..., 0.6 (std 0 is the clean accuracy, always recorded)."""
 
 SEVERITIES = (1, 2, 3, 4, 5)
-SETTING_KEYS = ("limit", "stds", "corruptions", "severities", "batch_size", "certify")
+SETTING_KEYS = (
+    "limit", "stds", "corruptions", "severities", "batch_size", "attacks", "epsilons", "attack_limit", "shifts",
+    "certify",
+)  # fmt: skip
+ATTACK_KEYS = ("name", "norm", "budget")
+ATTACK_RULE = "an attack name or a table of name, norm, budget"
 CERTIFY_KEYS = ("sigma", "sigmas", "radii", "n0", "n", "alpha", "limit")
 CERTIFY_RULE = "true or a table of sigma or sigmas, radii, n0, n, alpha, limit (leave it out for none)"
 # Examples per forward pass (results do not depend on it): the CNN evaluates 1.4x faster in batches of 250
@@ -107,6 +124,10 @@ class RobustnessSettings:
         severities: Severities in 1..5.
         batch_size: Examples per forward pass, noisy rows per pass of the certification (does not change
             results).
+        attacks: Adversarial attacks, each evaluated at every budget in ``epsilons``.
+        epsilons: Attack budgets (``LINF_EPSILONS`` by default).
+        attack_limit: Attack the first ``attack_limit`` evaluated images (``None``: all of them).
+        shifts: Shifted test sets (names in :data:`ninr.robustness.shift.SHIFTS`).
         certify: Randomized-smoothing certification of the first ``certify.examples`` evaluated images, or
             ``None``.
     """
@@ -116,18 +137,37 @@ class RobustnessSettings:
     corruptions: tuple[str, ...] = MNIST_C
     severities: tuple[int, ...] = SEVERITIES
     batch_size: int = EVAL_BATCH
+    attacks: tuple[AttackSpec, ...] = ()
+    epsilons: tuple[float, ...] = LINF_EPSILONS
+    attack_limit: int | None = None
+    shifts: tuple[str, ...] = ()
     certify: CertifySpec | None = None
 
     def suite(self) -> Suite:
-        """The :class:`ninr.robustness.Suite` of these settings (validates names and severities)."""
+        """The :class:`ninr.robustness.Suite` of these settings, attacks included (validates every name)."""
         curves = ("gaussian-noise",) if self.stds else ()
         return Suite(
             corruptions=self.corruptions,
             severities=self.severities,
             curves=curves,
             intensities=self.stds,
+            attacks=self.attacks,
+            epsilons=self.epsilons if self.attacks else (),
+            shifts=self.shifts,
             certify=self.certify,
         )
+
+    def attack_suite(self) -> Suite | None:
+        """The attacks alone, for a separate pass over the first ``attack_limit`` images; ``None`` when the
+        attacks run with the rest of the suite (no ``attack_limit``) or there are none."""
+        if not self.attacks or self.attack_limit is None:
+            return None
+        return Suite(attacks=self.attacks, epsilons=self.epsilons)
+
+    def main_suite(self) -> Suite:
+        """What the pass over all evaluated images runs: :meth:`suite`, without the attacks when they run apart."""
+        full = self.suite()
+        return full if self.attack_suite() is None else full.replace(attacks=(), epsilons=())
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> RobustnessSettings:
@@ -143,15 +183,24 @@ class RobustnessSettings:
             if key not in SETTING_KEYS:
                 allowed = ", ".join(SETTING_KEYS)
                 raise ConfigError(f"unknown key {key!r}{did_you_mean(key, SETTING_KEYS)} (allowed: {allowed})")
-        limit = raw.get("limit")
+        limit, attack_limit = raw.get("limit"), raw.get("attack_limit")
         settings = cls(
             limit=None if limit is None else check_positive_int("limit", limit),
             stds=tuple(check_positive("stds", s) for s in _list("stds", raw.get("stds", NOISE_STD_GRID))),
             corruptions=_corruptions(raw.get("corruptions", MNIST_C)),
             severities=tuple(_list("severities", raw.get("severities", SEVERITIES))),
             batch_size=check_positive_int("batch_size", raw.get("batch_size", EVAL_BATCH)),
+            attacks=_attacks(raw.get("attacks", [])),
+            epsilons=tuple(_list("epsilons", raw.get("epsilons", LINF_EPSILONS))),
+            attack_limit=None if attack_limit is None else check_positive_int("attack_limit", attack_limit),
+            shifts=_shifts(raw.get("shifts", [])),
             certify=_certify(raw["certify"]) if "certify" in raw else None,
         )
+        if not settings.attacks and ("epsilons" in raw or "attack_limit" in raw):
+            extra = "epsilons" if "epsilons" in raw else "attack_limit"
+            raise fail(
+                extra, "set only with `attacks` (it would change the run ids without changing a record)", raw[extra]
+            )
         settings.suite()  # unknown corruption names and severities outside 1..5 fail here
         return settings
 
@@ -200,6 +249,36 @@ def _certify(value: Any) -> CertifySpec:
     )
 
 
+def _attacks(value: Any) -> tuple[AttackSpec, ...]:
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise fail("attacks", "a list", value)
+    specs = tuple(_attack(v) for v in value)
+    labels = [a.label for a in specs]
+    if len(set(labels)) != len(labels):
+        raise fail("attacks", "a list without repeats", labels)
+    return specs
+
+
+def _attack(value: Any) -> AttackSpec:
+    """An ``attacks`` entry: a registered attack's name (its default budget, L-inf) or a table."""
+    if isinstance(value, str):
+        return AttackSpec(value)
+    if not isinstance(value, Mapping) or "name" not in value:
+        raise fail("attacks", ATTACK_RULE, value)
+    for key in value:
+        if key not in ATTACK_KEYS:
+            allowed = ", ".join(ATTACK_KEYS)
+            raise ConfigError(f"unknown key {key!r} in `attacks`{did_you_mean(key, ATTACK_KEYS)} (allowed: {allowed})")
+    budget = value.get("budget")
+    return AttackSpec(str(value["name"]), str(value.get("norm", "linf")), None if budget is None else budget)
+
+
+def _shifts(value: Any) -> tuple[str, ...]:
+    if value == "all":
+        return tuple(SHIFTS.names())
+    return tuple(str(v) for v in _list("shifts", value))
+
+
 def _corruptions(value: Any) -> tuple[str, ...]:
     if value == "mnist-c":
         return MNIST_C
@@ -215,17 +294,33 @@ def robustness_records(
     in eval mode with its noise off; its mode is restored afterwards.
     """
     n = len(data.x_test) if settings.limit is None else min(settings.limit, len(data.x_test))
+    attacks = settings.attack_suite()
     was_training = model.training
     model.eval()
     try:
         rows = evaluate(
             model,
             (data.x_test[:n], data.y_test[:n]),
-            settings.suite(),
+            settings.main_suite(),
             noise="off",
             batch_size=settings.batch_size,
             seed=derive_seed(seed, KIND),
         )
+        if attacks is not None:  # the attack records of a pass over fewer images (its clean rows are the main's)
+            m = min(n, settings.attack_limit or n)
+            rows += [
+                row
+                for row in evaluate(
+                    model,
+                    (data.x_test[:m], data.y_test[:m]),
+                    attacks,
+                    noise="off",
+                    batch_size=settings.batch_size,
+                    seed=derive_seed(seed, KIND, "attacks"),
+                    calibration=False,
+                )
+                if row["family"] == "attack"
+            ]
     finally:
         model.train(was_training)
     return [{"kind": KIND, **row, **dict(at or {})} for row in rows]

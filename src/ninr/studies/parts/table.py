@@ -261,6 +261,10 @@ class GridPart(Part):
 
     def run(self, spec: RunSpec) -> Records:
         """Train ``spec``'s config with its hooks (writing its run directory when it has ``artifacts``)."""
+        return self.run_output(spec).records
+
+    def run_output(self, spec: RunSpec) -> RunOutput:
+        """:meth:`run`, with the precision an ``"auto"`` run computed in as ``meta["precision"]``."""
         hooks = _hooks_of(spec)
         data = _load(spec.options.train)  # loaded here so hooks evaluate on the same data without a reload
         out = Path(spec.artifacts) if spec.artifacts else None
@@ -268,7 +272,7 @@ class GridPart(Part):
         result = train(
             spec.options.train, data=data, callbacks=[*hooks, *shown], out_dir=out, overwrite=out is not None
         )
-        return hooked_records(spec, hooks, result, data)
+        return RunOutput(hooked_records(spec, hooks, result, data), run_meta(result.setup))
 
     def stack_config(self, spec: RunSpec) -> TrainConfig | None:
         return None if spec.artifacts else spec.options.train
@@ -299,10 +303,15 @@ class GridPart(Part):
         results = train_many(configs, data, callbacks=callbacks, max_stack=len(specs), min_stack=1)
         outputs = []
         for spec, spec_hooks, result, key in zip(specs, hooks, results, keys, strict=True):
-            stacked = result.setup.get("stacked")
             records = hooked_records(spec, spec_hooks, result, datasets[key])
-            outputs.append(RunOutput(records, {"stacked": dict(stacked)} if stacked else {}))
+            outputs.append(RunOutput(records, run_meta(result.setup)))
         return outputs
+
+
+def run_meta(setup: Mapping[str, Any]) -> dict[str, Any]:
+    """What a trained run's ``setup`` says about how it ran, for its run file's ``meta``: the stack it shared
+    (``stacked``) and the precision an ``"auto"`` run resolved to (``precision``)."""
+    return {key: setup[key] for key in ("stacked", "precision") if setup.get(key)}
 
 
 @register_part
