@@ -294,6 +294,26 @@ def test_run_is_deterministic_and_tidy(tiny_specs, unstacked_records):
     assert any(k.startswith("niw_norm/") for k in records[-1])
 
 
+def test_an_architecture_sets_hook_options_for_its_runs_only():
+    arch = {"FC": {"model": "mlp"}, "CNN": {"model": "cnn", "options": {"phase": {"every": 200}}}}
+    base = _table(
+        hooks=["phase"], arch={k: {"model": v["model"]} for k, v in arch.items()}, options={"phase": {"probe": 64}}
+    )
+    plain, tuned = expand(parse_preset(base)), expand(parse_preset({**base, "table": {**base["table"], "arch": arch}}))
+    got = {(s.to_dict()["arch"], s.seed): dict(s.options.hook_options) for s in tuned}
+    assert got[("FC", 0)] == {"phase": {"probe": 64}} and got[("CNN", 1)] == {"phase": {"probe": 64, "every": 200}}
+    same = [a.run_id == b.run_id for a, b in zip(plain, tuned, strict=True)]
+    assert same == [True, True, False, False]  # FC keeps its ids; the CNN's settings join its runs' ids
+    bad = {**base["table"], "arch": {**arch, "CNN": {"model": "cnn", "options": {"phase": {"evry": 2}}}}}
+    with pytest.raises(
+        ConfigError, match=r"\[table.arch.CNN.options.phase\]: unknown key 'evry'; did you mean 'every'"
+    ):
+        expand(parse_preset({**base, "table": bad}))
+    stray = {**base["table"], "arch": {**arch, "CNN": {"model": "cnn", "options": {"robustnes": {"limit": 2}}}}}
+    with pytest.raises(ConfigError, match=r"\[table.arch.CNN.options\]: settings for 'robustnes', which is not"):
+        expand(parse_preset({**base, "table": stray}))
+
+
 @pytest.mark.parametrize("native", [True, False])
 def test_auto_precision_runs_say_in_their_meta_what_they_computed_in(monkeypatch, native):
     from ninr import perf

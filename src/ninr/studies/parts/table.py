@@ -86,19 +86,36 @@ class Variant:
 
 @dataclass(frozen=True)
 class Arch:
-    """An architecture axis entry: a label (``"FC"``) and the TrainConfig fields it sets."""
+    """An architecture axis entry: a label (``"FC"``), the TrainConfig fields it sets, and run-hook settings for
+    its runs (``options``, by hook name, over the section's: ``[table.arch.CNN.options.phase] every = 100``)."""
 
     label: str
     train: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _archs(value: Any, where: str) -> tuple[Arch, ...]:
     if not isinstance(value, Mapping):
         raise fail(where, "a table of architectures ([table.arch.LABEL])", value)
+    archs = []
     for label, entry in value.items():
         if not isinstance(entry, Mapping):
             raise fail(f"{where}.{label}", "a table of TrainConfig fields", entry)
-    return tuple(Arch(str(label), dict(entry)) for label, entry in value.items())
+        options = entry.get("options", {})
+        if not isinstance(options, Mapping) or not all(isinstance(v, Mapping) for v in options.values()):
+            raise fail(f"{where}.{label}.options", "a table of hook settings by hook name", options)
+        train = {k: v for k, v in entry.items() if k != "options"}
+        archs.append(Arch(str(label), train, dict(options)))
+    return tuple(archs)
+
+
+def hook_options(section: GridSection, arch: Arch) -> dict[str, Any]:
+    """The run-hook settings of ``arch``'s runs: the section's, with the architecture's keys over them per hook."""
+    merged = {name: dict(value) if isinstance(value, Mapping) else value for name, value in section.options.items()}
+    for name, value in arch.options.items():
+        base = merged.get(name, {})
+        merged[name] = {**(base if isinstance(base, Mapping) else {}), **value}
+    return merged
 
 
 @dataclass(frozen=True)
@@ -210,15 +227,25 @@ def expand_grid(section: GridSection, part: str, study: str) -> list[RunSpec]:
             factory = RUN_HOOKS.get(name)
         except ConfigError as exc:
             raise ConfigError(f"[{part}].hooks: {exc}") from None
-        try:
-            getattr(factory, "check_options", lambda options: None)(section.options)
-        except ConfigError as exc:
-            raise ConfigError(f"[{part}.options.{name}]: {exc}") from None
+        for arch in section.archs:
+            where = f"[{part}.arch.{arch.label}.options.{name}]" if name in arch.options else f"[{part}.options.{name}]"
+            try:
+                getattr(factory, "check_options", lambda options: None)(hook_options(section, arch))
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
+    for arch in section.archs:
+        unknown = [name for name in arch.options if name not in section.hooks]
+        if unknown:
+            raise ConfigError(
+                f"[{part}.arch.{arch.label}.options]: settings for {unknown[0]!r}, which is not among the section's "
+                f"hooks {list(section.hooks)}{did_you_mean(unknown[0], section.hooks)}"
+            )
     specs = []
     for arch in section.archs:
+        options = hook_options(section, arch)
         for variant in section.variants:
             for seed in section.seeds:
-                run = TrainRun(train_config(section, part, arch, variant, seed), section.hooks, dict(section.options))
+                run = TrainRun(train_config(section, part, arch, variant, seed), section.hooks, options)
                 specs.append(RunSpec(part, study, arch.label, variant.label, seed, run, variant.phase))
     check_unique(specs)
     return specs
