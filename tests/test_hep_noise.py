@@ -10,11 +10,20 @@ import torch
 import ninr.hep  # noqa: F401  (registers the distributions)
 from ninr.errors import ConfigError
 from ninr.functional.noise import DISTRIBUTIONS, sample
-from ninr.hep.noise import correlated_noise, periodic_gaussian_kernel, pileup_noise, register_correlated
+from ninr.hep.noise import (
+    correlated_noise,
+    neighbour_kernel,
+    neighbour_noise,
+    neighbour_weight,
+    periodic_gaussian_kernel,
+    pileup_noise,
+    register_correlated,
+    register_neighbour,
+)
 from ninr.models import build_model
 from ninr.nn import attach_nins, nin_nodes
 
-NAMES = ("correlated", "pileup")
+NAMES = ("correlated", "neighbour", "pileup")
 Z = 5.0
 
 
@@ -102,3 +111,29 @@ def test_per_pixel_nins_on_resnet18_draw_structured_maps(name: str) -> None:
     stem = nin_nodes(model)["conv1"]
     assert stem.last_noise is not None and stem.last_noise.shape == (3, 1, 16, 16)
     assert stem.distribution == name
+
+
+def test_neighbour_noise_has_the_set_correlation_on_the_torus() -> None:
+    # On the torus every pixel has four neighbours, so each pixel has variance scale^2 and every side-neighbour pair
+    # correlation rho, diagonal pairs 2 w^2 / (1 + 4 w^2), pairs two apart along a side w^2 / (1 + 4 w^2).
+    # Pixels 4 apart share no white draw: the 4 x 4 sub-grid of pairs of a 16 x 16 map x 2000 maps are
+    # independent samples; SE of a correlation estimate (1 - r^2) / sqrt(N - 1), of a variance sqrt(2 / N).
+    rho, scale, n = 0.35, 0.6, 2000
+    x = neighbour_noise((n, 1, 16, 16), scale=scale, correlation=rho, generator=gen(3), dtype=torch.float64)
+    w = neighbour_weight(rho)
+    grid = [(r, c) for r in range(0, 16, 4) for c in range(0, 16, 4)]
+    for (dr, dc), expected in (((0, 1), rho), ((1, 0), rho), ((1, 1), 2 * w * w / (1 + 4 * w * w)), ((0, 3), 0.0)):
+        a = torch.cat([x[:, 0, r, c] for r, c in grid])
+        b = torch.cat([x[:, 0, (r + dr) % 16, (c + dc) % 16] for r, c in grid])
+        measured = float(torch.corrcoef(torch.stack([a, b]))[0, 1])
+        assert abs(measured - expected) < Z * (1 - expected**2) / math.sqrt(len(a) - 1), (dr, dc)
+    a = torch.cat([x[:, 0, r, c] for r, c in grid])
+    assert abs(float(a.square().mean()) / scale**2 - 1) < Z * math.sqrt(2 / len(a))
+    # the kernel's exact neighbour correlation, sum_u k(u) k(u + e) / sum k^2, is rho
+    k = neighbour_kernel(16, 16, rho)
+    assert float((k * torch.roll(k, 1, dims=-1)).sum() / k.square().sum()) == pytest.approx(rho, rel=1e-12)
+    with pytest.raises(ConfigError, match="`correlation` must be a number in"):
+        neighbour_noise((2, 4, 4), scale=1.0, correlation=0.7)
+    if "neighbour-0.1" not in DISTRIBUTIONS:
+        register_neighbour("neighbour-0.1", 0.1)
+    assert "neighbour-0.1" in DISTRIBUTIONS

@@ -15,10 +15,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ninr.cli.args import Handler, check_out_path, nonneg_int, pos_int
 from ninr.errors import ConfigError, check_device, did_you_mean
-from ninr.hep.datasets import load_or_generate, read_events, write_events
+from ninr.hep.datasets import check_events_file, generate_sharded, load_or_generate, read_events, write_events
+from ninr.hep.events import ORIGIN_NAMES, Candidates
 from ninr.hep.generate import generate
+from ninr.hep.gun import GunConfig
+from ninr.hep.shards import ShardStore, shards_dir
 from ninr.hep.studyconfig import StudyConfig, load_study_config
 from ninr.perf import num_threads
 from ninr.report.builder import build_report, write_report
@@ -94,7 +99,13 @@ def _config(args: argparse.Namespace) -> StudyConfig:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    """``ninr hep generate``: events into ``OUT/events.h5`` (or ``--events``), reused when they match."""
+    """``ninr hep generate``: events into ``OUT/events.h5`` (or ``--events``), reused when they match.
+
+    Pythia events grow a shard store beside the events file (``OUT/events.shards``, :mod:`ninr.hep.shards`):
+    a larger ``--signal-events`` / ``--background-events`` than last time keeps the finished shards and
+    adds new ones, a killed run resumes from its finished jobs, and a config that differs from the store's
+    in anything but the targets is refused (exit 2) naming the setting.
+    """
     config = _config(args)
     gen = config.generation
     if args.signal_events is not None or args.background_events is not None:
@@ -104,22 +115,65 @@ def cmd_generate(args: argparse.Namespace) -> int:
             n_background_events=gen.n_background_events if args.background_events is None else args.background_events,
         )
     path = Path(config.events) if config.events else Path(args.out) / "events.h5"
-    if path.exists() and not args.overwrite:
-        candidates, _, meta = read_events(path, expected=gen)
-        print(
-            f"{path}: already holds {len(candidates)} candidates generated with this config; nothing to do "
-            f"(generated at {meta.get('events_per_s', float('nan')):.1f} events/s)"
-        )
-        return 0
+    if isinstance(gen, GunConfig):
+        return _generate_gun(path, gen, args)
+    if not args.overwrite:
+        ShardStore(shards_dir(path)).check(gen)
+        if check_events_file(path, gen):
+            candidates, _, meta = read_events(path, expected=gen)
+            print(f"{path}: already holds the events of this config; nothing to do ({_class_line(candidates, meta)})")
+            return 0
 
     def progress(result: Any, done: int, total: int) -> None:
         print(
             f"  job {done}/{total}: {result.process}, {result.n_events} events, {len(result.candidates)} "
-            f"candidates, {result.seconds:.1f}s",
+            f"candidates ({int(result.candidates.label.sum())} prompt), {result.seconds:.1f}s",
             file=sys.stderr,
         )
 
-    candidates, stats = generate(gen, workers=config.workers, progress=progress)
+    started = time.perf_counter()
+    candidates, meta = generate_sharded(path, gen, workers=config.workers, overwrite=args.overwrite, progress=progress)
+    wall = time.perf_counter() - started
+    now = meta["generated_now"]
+    made = sum(now["events"].values())
+    print(
+        f"shards: {meta['reused_shards']} reused, {meta['generated_shards']} generated in {meta['wall_s']:.1f}s "
+        f"with {meta['workers']} worker(s) ({made} events, {made / meta['wall_s'] if made else float('nan'):.1f} "
+        f"events/s; Pythia {meta['pythia_version']})"
+    )
+    if made:
+        cands = sum(now["candidates"].values())
+        prompt = sum(now["prompt"].values())
+        print(
+            f"generated now, after selection: {prompt} prompt ({prompt / meta['wall_s']:.2f}/s), "
+            f"{cands - prompt} non-prompt ({(cands - prompt) / meta['wall_s']:.2f}/s)"
+        )
+    stages = ", ".join(f"{k} {v:.2f}s" for k, v in meta["stage_s"].items())
+    print(f"job time by stage over the data set's shards: {stages}")
+    print(f"{path}: {_class_line(candidates, meta)}; written in {wall:.1f}s with its shards")
+    return 0
+
+
+def _class_line(candidates: Candidates, meta: dict[str, Any]) -> str:
+    """Candidates per class after selection, and the events they came from when the file says."""
+    prompt = int(candidates.label.sum())
+    events = meta.get("events") or {}
+    per = ", ".join(f"{p} {n}" for p, n in events.items())
+    made = f"from {sum(events.values())} events ({per}): " if events else ""
+    origins = np.bincount(candidates.origin[candidates.label == 0].astype(np.int64), minlength=len(ORIGIN_NAMES))
+    by_origin = ", ".join(f"{ORIGIN_NAMES[k]} {n}" for k, n in enumerate(origins) if n)
+    return f"{made}{len(candidates)} candidates, {prompt} prompt and {len(candidates) - prompt} non-prompt" + (
+        f" ({by_origin})" if by_origin else ""
+    )
+
+
+def _generate_gun(path: Path, gen: GunConfig, args: argparse.Namespace) -> int:
+    """The particle gun: one file, no shards (it makes about a million candidates a second)."""
+    if path.exists() and not args.overwrite:
+        candidates, _, _ = read_events(path, expected=gen)
+        print(f"{path}: already holds {len(candidates)} candidates generated with this config; nothing to do")
+        return 0
+    candidates, stats = generate(gen)
     write_events(path, candidates, gen, {**stats.__dict__, "events_per_s": stats.events_per_s})
     prompt = int(candidates.label.sum())
     print(stats.summary())

@@ -12,10 +12,12 @@ For every visible particle (and every pileup particle) of a candidate, in this o
    (widths per particle kind), integrated exactly over each rectangular cell (products of normal CDF
    differences in eta and phi). Energy falling outside the window is lost, as in a real window.
 
-Then, per cell: a fixed gain map (non-uniformity), Gaussian electronic noise, optional zero suppression;
-the HAD layer is upsampled to the EM grid by nearest neighbour and divided by the number of fine cells
-per coarse cell, so each channel sums to its layer's energy. Particles travel in straight lines (no
-magnetic field) from the interaction point. Output: float32 ``(N, 2, em_cells, em_cells)`` in GeV.
+Then, per cell: crosstalk to the side-neighbours (EM layer), a fixed gain map (non-uniformity), Gaussian
+electronic noise, optionally correlated between neighbouring cells, optional zero suppression, and dead cells
+reading 0 (a fixed map on the detector's cell grid); the HAD layer is upsampled to the EM grid by nearest
+neighbour and divided by the number of fine cells per coarse cell, so each channel sums to its layer's energy.
+Particles travel in straight lines (no magnetic field) from the interaction point. Output: float32
+``(N, 2, em_cells, em_cells)`` in GeV.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import torch
 
 from ninr.hep.config import DetectorConfig
 from ninr.hep.events import KIND_EM, KIND_HADRON, KIND_MUON, Candidates
+from ninr.hep.noise import neighbour_weight
 from ninr.rng import make_generator
 
 _F64 = torch.float64
@@ -100,6 +103,95 @@ def gain_map(detector: DetectorConfig, cells: int, layer: str) -> torch.Tensor:
     return 1 + detector.cell_gain_spread * torch.randn((cells, cells), generator=gen, dtype=_F64)
 
 
+def neighbour_sum(x: torch.Tensor) -> torch.Tensor:
+    """For each cell of the last two axes, the sum of its (up to four) side-neighbours inside the grid."""
+    out = torch.zeros_like(x)
+    out[..., 1:, :] += x[..., :-1, :]
+    out[..., :-1, :] += x[..., 1:, :]
+    out[..., :, 1:] += x[..., :, :-1]
+    out[..., :, :-1] += x[..., :, 1:]
+    return out
+
+
+def neighbour_count(h: int, w: int, dtype: torch.dtype = _F64) -> torch.Tensor:
+    """Number of side-neighbours of each cell of an h x w grid (4 inside, 3 on an edge, 2 in a corner)."""
+    return neighbour_sum(torch.ones((h, w), dtype=dtype))
+
+
+def apply_crosstalk(img: torch.Tensor, fraction: float) -> torch.Tensor:
+    """Each cell's signal leaks ``fraction`` of itself into each side-neighbour and keeps the rest (energy kept)."""
+    if fraction == 0:
+        return img
+    k = neighbour_count(img.shape[-2], img.shape[-1], dtype=img.dtype)
+    return (1 - fraction * k) * img + fraction * neighbour_sum(img)
+
+
+def correlate_noise(white: torch.Tensor, correlation: float) -> torch.Tensor:
+    """Unit-variance cell noise from white noise ``white`` with side-neighbour correlation ``correlation``.
+
+    ``(z + w * neighbour_sum(z)) / sqrt(1 + w^2 k)`` with ``w`` = :func:`ninr.hep.noise.neighbour_weight` and k the
+    cell's number of neighbours: every cell keeps variance 1; two neighbours with four neighbours each have
+    correlation exactly ``correlation`` (2 w / (1 + 4 w^2)), a little more on the grid's edge. At 0, ``white``
+    itself.
+    """
+    w = neighbour_weight(correlation)
+    if w == 0:
+        return white
+    k = neighbour_count(white.shape[-2], white.shape[-1], dtype=white.dtype)
+    return (white + w * neighbour_sum(white)) / torch.sqrt(1 + w * w * k)
+
+
+def cell_indices(coord: np.ndarray, offset: np.ndarray, width: float, cells: int) -> np.ndarray:
+    """Index on the detector's fixed grid of cell size ``width / cells`` of each window cell along one axis.
+
+    ``coord - offset`` is the window's centre (:func:`window_offsets`); returns int64 ``(N, cells)``.
+    """
+    size = width / cells
+    lower = coord - offset - width / 2
+    centres = lower[:, None] + (np.arange(cells) + 0.5)[None, :] * size
+    return np.floor(centres / size).astype(np.int64)
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser on uint64 (wrapping arithmetic): a bijection that scrambles every bit."""
+    with np.errstate(over="ignore"):
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def cell_uniforms(seed: int, layer: int, ieta: np.ndarray, iphi: np.ndarray) -> np.ndarray:
+    """A uniform number in [0, 1) per detector cell, a fixed function of ``(seed, layer, ieta, iphi)``.
+
+    ``ieta`` and ``iphi`` broadcast; the value of a cell depends on nothing else (no generator, no order).
+    """
+    h = _mix64(np.full(np.broadcast_shapes(ieta.shape, iphi.shape), seed & _MASK64, dtype=np.uint64))
+    for key in (np.uint64(layer), ieta.astype(np.uint64), iphi.astype(np.uint64)):
+        h = _mix64(h ^ key)
+    return (h >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+def dead_cells(
+    eta: np.ndarray, phi: np.ndarray, detector: DetectorConfig, cells: int, layer: str
+) -> torch.Tensor | None:
+    """Which window cells of each candidate are dead (bool ``(N, cells, cells)``), or ``None`` when none can be.
+
+    A cell of the detector's fixed grid (cell size ``window / cells``) is dead when its :func:`cell_uniforms`
+    value lies below ``dead_cell_fraction``.
+    """
+    if detector.dead_cell_fraction == 0:
+        return None
+    off_eta, off_phi = window_offsets(eta, phi, detector)
+    ieta = cell_indices(eta, off_eta, detector.window_eta, cells)
+    iphi = cell_indices(phi, off_phi, detector.window_phi, cells)
+    u = cell_uniforms(detector.dead_cell_seed, 0 if layer == "em" else 1, ieta[:, :, None], iphi[:, None, :])
+    return torch.from_numpy(u < detector.dead_cell_fraction)
+
+
 def simulate(
     candidates: Candidates,
     detector: DetectorConfig,
@@ -127,6 +219,7 @@ def simulate(
     noise_had = torch.randn((n, detector.had_cells, detector.had_cells), generator=generator, dtype=_F64)
     out = torch.empty((n, 2, detector.em_cells, detector.em_cells), dtype=torch.float32)
     bounds = torch.searchsorted(parts["owner"], torch.arange(0, n + 1, dtype=torch.int64))
+    eta, phi = np.asarray(candidates.eta, dtype=np.float64), np.asarray(candidates.phi, dtype=np.float64)
     for start in range(0, n, block):
         stop = min(start + block, n)
         rows = slice(int(bounds[start]), int(bounds[stop]))
@@ -135,11 +228,12 @@ def simulate(
         img_em = _deposit(sub, em[rows], stop - start, detector, detector.em_cells)
         img_had = _deposit(sub, had[rows], stop - start, detector, detector.had_cells)
         img_em = _readout(
-            img_em,
+            apply_crosstalk(img_em, detector.em_crosstalk),
             noise_em[start:stop],
             detector.em_cell_noise_gev,
             gain_map(detector, img_em.shape[-1], "em"),
             detector,
+            dead_cells(eta[start:stop], phi[start:stop], detector, detector.em_cells, "em"),
         )
         img_had = _readout(
             img_had,
@@ -147,6 +241,7 @@ def simulate(
             detector.had_cell_noise_gev,
             gain_map(detector, img_had.shape[-1], "had"),
             detector,
+            dead_cells(eta[start:stop], phi[start:stop], detector, detector.had_cells, "had"),
         )
         k = detector.em_cells // detector.had_cells
         up = img_had.repeat_interleave(k, dim=-2).repeat_interleave(k, dim=-1) / (k * k)
@@ -229,9 +324,16 @@ def _deposit(p: dict[str, torch.Tensor], energy: torch.Tensor, n: int, det: Dete
 
 
 def _readout(
-    img: torch.Tensor, noise: torch.Tensor, sigma: float, gains: torch.Tensor, det: DetectorConfig
+    img: torch.Tensor,
+    noise: torch.Tensor,
+    sigma: float,
+    gains: torch.Tensor,
+    det: DetectorConfig,
+    dead: torch.Tensor | None,
 ) -> torch.Tensor:
-    out = img * gains + sigma * noise
+    out = img * gains + sigma * correlate_noise(noise, det.cell_noise_correlation)
     if det.zero_suppress_sigma > 0 and sigma > 0:
         out = torch.where(out.abs() < det.zero_suppress_sigma * sigma, torch.zeros_like(out), out)
+    if dead is not None:
+        out = out.masked_fill(dead, 0.0)
     return out

@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -27,6 +29,7 @@ from ninr.errors import (
     did_you_mean,
     fail,
 )
+from ninr.rng import derive_seed
 
 # Settings that GenerationConfig owns through named fields; user setting strings may not set them.
 _RESERVED_SETTINGS = ("Beams:eCM", "PhaseSpace:pTHatMin", "Random:setSeed", "Random:seed")
@@ -46,7 +49,10 @@ class GenerationConfig:
         background_settings: Pythia setting strings that switch on the background processes.
         common_settings: extra Pythia setting strings for both (e.g. ``"PartonLevel:MPI = off"``, which makes
             generation about 4x faster and drops the underlying event).
-        signal_pthat_min_gev: ``PhaseSpace:pTHatMin`` of the signal processes.
+        signal_pthat_min_gev: ``PhaseSpace:pTHatMin`` of the signal processes. The initial-state shower lets a
+            photon carry more pT than the hard process: at 20 GeV (the default, kept so existing files stay
+            valid) about a third of the prompt candidates above a 20 GeV cut are missing, most within 5 GeV of
+            it; ``photon_pt_min_gev - 10`` keeps all but about 0.2% (measured, docs/hep.md section 1).
         background_pthat_min_gev: ``PhaseSpace:pTHatMin`` of the background processes; higher than the
             photon threshold so that a jet fragment can pass it, and chosen so the candidate pT spectra of
             the two classes are alike (60 GeV against 20 GeV gives medians of 25.4 and 27.8 GeV).
@@ -113,6 +119,11 @@ def _check_settings(name: str, settings: Any) -> None:
             raise fail(name, f"free of {', '.join(_RESERVED_SETTINGS)} (set by named fields)", s)
 
 
+OMITTED_AT_DEFAULT = {"omit_at_default": True}
+"""Field metadata: :func:`to_dict` leaves the field out while it holds its default. A setting added this way keeps
+the hashes (events files, run ids) of every config that does not use it."""
+
+
 @dataclass(frozen=True)
 class DetectorConfig:
     """The fast calorimeter: geometry, shower shapes, resolution, calibration, noise and pileup.
@@ -160,6 +171,18 @@ class DetectorConfig:
         pileup_mu: mean number of extra soft particles per window (Poisson); 0 switches pileup off.
         pileup_mean_gev: mean energy of a pileup particle (exponential spectrum).
         pileup_em_fraction: probability that a pileup particle showers like a photon (else like a hadron).
+        cell_noise_correlation: correlation coefficient of the electronic noise of two neighbouring cells (sharing
+            a side) of either layer, in [0, 0.5]: each cell's noise is its own Gaussian draw plus ``w`` times those
+            of its (up to four) neighbours, rescaled to the cell's noise variance, with ``w`` solving
+            2 w / (1 + 4 w^2) = correlation (exact for cells with four neighbours in the window).
+        em_crosstalk: fraction of an EM cell's signal read out in each of its (up to four) neighbours, in
+            [0, 0.25); the cell keeps the rest, so the layer's energy is conserved. Applied before the gains.
+        dead_cell_fraction: fraction of dead cells (both layers): a dead cell reads 0. Which cells are dead is a
+            property of the detector: a cell of the fixed (eta, phi) cell grid is dead when a hash of
+            ``(dead_cell_seed, layer, eta index, phi index)`` falls below the fraction, so a candidate meets the
+            dead cells near its own position, and a larger fraction with the same seed keeps the dead cells of a
+            smaller one.
+        dead_cell_seed: seed of that map.
     """
 
     window_eta: float = 0.4
@@ -195,6 +218,10 @@ class DetectorConfig:
     pileup_mu: float = 0.0
     pileup_mean_gev: float = 0.5
     pileup_em_fraction: float = 0.4
+    cell_noise_correlation: float = dataclasses.field(default=0.0, metadata=OMITTED_AT_DEFAULT)
+    em_crosstalk: float = dataclasses.field(default=0.0, metadata=OMITTED_AT_DEFAULT)
+    dead_cell_fraction: float = dataclasses.field(default=0.0, metadata=OMITTED_AT_DEFAULT)
+    dead_cell_seed: int = dataclasses.field(default=0, metadata=OMITTED_AT_DEFAULT)
 
     def __post_init__(self) -> None:
         for name in ("window_eta", "window_phi", "em_shower_core", "em_shower_halo", "had_shower_core"):
@@ -218,6 +245,12 @@ class DetectorConfig:
         check_positive("had_scale", self.had_scale)
         check_positive("pileup_mean_gev", self.pileup_mean_gev)
         check_nonneg_int("gain_seed", self.gain_seed)
+        if not 0 <= self.cell_noise_correlation <= 0.5:
+            raise fail("cell_noise_correlation", "a number in [0, 0.5]", self.cell_noise_correlation)
+        if not 0 <= self.em_crosstalk < 0.25:
+            raise fail("em_crosstalk", "a number in [0, 0.25)", self.em_crosstalk)
+        check_probability("dead_cell_fraction", self.dead_cell_fraction, closed_right=True)
+        check_nonneg_int("dead_cell_seed", self.dead_cell_seed)
         if not isinstance(self.grid_aligned, bool):
             raise fail("grid_aligned", "true or false", self.grid_aligned)
 
@@ -245,6 +278,15 @@ class DetectorShift:
         hadron_em_fraction_shift: added to ``hadron_em_fraction`` (clipped to [0, 1]).
         cell_gain_spread: per-cell gain non-uniformity of "data" (replaces the simulation's).
         gain_seed: seed of the "data" gain map.
+        extra_constant_term: a constant term c' added in quadrature to the EM constant term (after
+            ``resolution_factor``): sigma/E gains c', as the calibration papers measure it on Z -> ee.
+        extra_noise_correlation: added to ``cell_noise_correlation`` (coherent noise across neighbours).
+        extra_crosstalk: added to ``em_crosstalk``.
+        extra_dead_cell_fraction: added to ``dead_cell_fraction`` (same ``dead_cell_seed``: the dead cells of
+            "simulation" stay dead, and more join them, as channels fail during data taking).
+
+    Measured ranges of each setting, with their sources, are in docs/hep.md section 3 and
+    :data:`SHIFT_RANGES`; :func:`draw_shift` draws a shift from them.
     """
 
     energy_scale: float = 1.02
@@ -256,11 +298,19 @@ class DetectorShift:
     hadron_em_fraction_shift: float = 0.0
     cell_gain_spread: float = 0.02
     gain_seed: int = 1
+    extra_constant_term: float = dataclasses.field(default=0.0, metadata=OMITTED_AT_DEFAULT)
+    extra_noise_correlation: float = dataclasses.field(default=0.0, metadata=OMITTED_AT_DEFAULT)
+    extra_crosstalk: float = dataclasses.field(default=0.0, metadata=OMITTED_AT_DEFAULT)
+    extra_dead_cell_fraction: float = dataclasses.field(default=0.0, metadata=OMITTED_AT_DEFAULT)
 
     def __post_init__(self) -> None:
         for name in ("energy_scale", "had_scale", "resolution_factor", "shower_width_factor"):
             check_positive(name, getattr(self, name))
-        for name in ("noise_factor", "extra_pileup_mu", "cell_gain_spread"):
+        nonneg = (
+            "noise_factor extra_pileup_mu cell_gain_spread extra_constant_term extra_noise_correlation "
+            "extra_crosstalk extra_dead_cell_fraction"
+        )
+        for name in nonneg.split():
             check_nonneg(name, getattr(self, name))
         if not -1 <= self.hadron_em_fraction_shift <= 1:
             raise fail("hadron_em_fraction_shift", "a number in [-1, 1]", self.hadron_em_fraction_shift)
@@ -276,7 +326,6 @@ def apply_shift(detector: DetectorConfig, shift: DetectorShift) -> DetectorConfi
         had_scale=detector.had_scale * shift.energy_scale * shift.had_scale,
         em_stochastic=detector.em_stochastic * r,
         em_noise_term=detector.em_noise_term * r,
-        em_constant=detector.em_constant * r,
         had_stochastic=detector.had_stochastic * r,
         had_noise_term=detector.had_noise_term * r,
         had_constant=detector.had_constant * r,
@@ -290,7 +339,90 @@ def apply_shift(detector: DetectorConfig, shift: DetectorShift) -> DetectorConfi
         hadron_em_fraction=min(max(detector.hadron_em_fraction + shift.hadron_em_fraction_shift, 0.0), 1.0),
         cell_gain_spread=shift.cell_gain_spread,
         gain_seed=shift.gain_seed,
+        em_constant=math.hypot(detector.em_constant * r, shift.extra_constant_term),
+        cell_noise_correlation=detector.cell_noise_correlation + shift.extra_noise_correlation,
+        em_crosstalk=detector.em_crosstalk + shift.extra_crosstalk,
+        dead_cell_fraction=detector.dead_cell_fraction + shift.extra_dead_cell_fraction,
     )
+
+
+SHIFT_EFFECTS: dict[str, tuple[str, ...]] = {
+    "energy scale": ("energy_scale", "had_scale"),
+    "resolution": ("resolution_factor", "extra_constant_term"),
+    "cell noise": ("noise_factor",),
+    "noise correlation": ("extra_noise_correlation",),
+    "crosstalk": ("extra_crosstalk",),
+    "dead cells": ("extra_dead_cell_fraction",),
+    "pileup": ("extra_pileup_mu",),
+    "shower width": ("shower_width_factor",),
+    "hadron EM fraction": ("hadron_em_fraction_shift",),
+    "gain non-uniformity": ("cell_gain_spread", "gain_seed"),
+}
+"""The effects of a :class:`DetectorShift`, each with the fields that make it (every field belongs to one)."""
+
+
+def neutral_shift(detector: DetectorConfig) -> DetectorShift:
+    """The shift under which :func:`apply_shift` returns ``detector`` unchanged."""
+    return DetectorShift(
+        energy_scale=1.0,
+        had_scale=1.0,
+        resolution_factor=1.0,
+        noise_factor=1.0,
+        extra_pileup_mu=0.0,
+        shower_width_factor=1.0,
+        hadron_em_fraction_shift=0.0,
+        cell_gain_spread=detector.cell_gain_spread,
+        gain_seed=detector.gain_seed,
+    )
+
+
+def shift_effects(detector: DetectorConfig, shift: DetectorShift) -> dict[str, DetectorShift]:
+    """Each effect of ``shift`` alone: for every effect of :data:`SHIFT_EFFECTS` whose fields differ from the
+    neutral shift of ``detector``, the neutral shift with only that effect's fields taken from ``shift``."""
+    neutral = neutral_shift(detector)
+    out = {}
+    for effect, names in SHIFT_EFFECTS.items():
+        values = {n: getattr(shift, n) for n in names}
+        if effect == "gain non-uniformity" and shift.cell_gain_spread == detector.cell_gain_spread == 0:
+            continue  # no gains either way: the seed of a map of ones changes nothing
+        if any(values[n] != getattr(neutral, n) for n in names):
+            out[effect] = dataclasses.replace(neutral, **values)
+    return out
+
+
+SHIFT_RANGES: dict[str, tuple[float, float]] = {
+    "energy_scale": (0.99, 1.01),
+    "had_scale": (0.97, 1.03),
+    "resolution_factor": (1.0, 1.1),
+    "extra_constant_term": (0.0, 0.01),
+    "noise_factor": (1.0, 1.1),
+    "extra_noise_correlation": (0.0, 0.1),
+    "extra_crosstalk": (0.0, 0.01),
+    "extra_dead_cell_fraction": (0.0, 0.005),
+    "extra_pileup_mu": (1.4, 3.8),
+    "shower_width_factor": (1.0, 1.05),
+    "hadron_em_fraction_shift": (-0.05, 0.05),
+    "cell_gain_spread": (0.005, 0.01),
+}
+"""Ranges of the "data" detector's settings against "simulation", each with its source or its reason in
+docs/hep.md section 3 (``extra_pileup_mu`` for a 0.2 x 0.2 window: it scales with the window's area)."""
+
+
+def draw_shift(seed: int, ranges: Mapping[str, tuple[float, float]] = SHIFT_RANGES, **fixed: Any) -> DetectorShift:
+    """A shift with each setting of ``ranges`` drawn uniformly from its range, the rest from ``fixed`` or the defaults.
+
+    Each setting has its own stream, derived from ``(seed, "detector-shift", name)``, so adding a range changes
+    no other draw.
+    """
+    known = {f.name for f in dataclasses.fields(DetectorShift)}
+    for name in (*ranges, *fixed):
+        if name not in known:
+            raise ConfigError(f"DetectorShift has no setting {name!r}{did_you_mean(name, known)}")
+    drawn = {
+        name: random.Random(derive_seed(seed, "detector-shift", name)).uniform(lo, hi)
+        for name, (lo, hi) in ranges.items()
+    }
+    return DetectorShift(**{**drawn, **fixed})
 
 
 C = TypeVar("C")
@@ -320,8 +452,23 @@ def from_mapping(cls: type[C], data: Mapping[str, Any], section: str) -> C:
 
 
 def to_dict(obj: Any) -> dict[str, Any]:
-    """A JSON-ready dict of a config dataclass (tuples become lists)."""
-    return json.loads(json.dumps(dataclasses.asdict(obj)))
+    """A JSON-ready dict of a config dataclass (tuples become lists), nested dataclasses included; a field with
+    :data:`OMITTED_AT_DEFAULT` metadata is left out while it holds its default."""
+    return json.loads(json.dumps(_plain(obj)))
+
+
+def _plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {
+            f.name: _plain(getattr(obj, f.name))
+            for f in dataclasses.fields(obj)
+            if not (f.metadata.get("omit_at_default") and getattr(obj, f.name) == f.default)
+        }
+    if isinstance(obj, Mapping):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    return obj
 
 
 def config_hash(obj: Any) -> str:

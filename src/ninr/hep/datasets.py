@@ -27,12 +27,22 @@ import numpy as np
 import torch
 
 from ninr.data.base import DATASETS, Dataset
-from ninr.errors import DataError, check_choice, check_probability
+from ninr.errors import DataError, check_choice, check_probability, fail
 from ninr.hep import deps
 from ninr.hep.calorimeter import simulate
-from ninr.hep.config import DetectorConfig, DetectorShift, apply_shift, config_hash, from_mapping, to_dict
+from ninr.hep.config import (
+    DetectorConfig,
+    DetectorShift,
+    GenerationConfig,
+    apply_shift,
+    config_hash,
+    from_mapping,
+    to_dict,
+)
 from ninr.hep.events import Candidates, from_arrays
-from ninr.hep.generate import generate
+from ninr.hep.generate import GenerationStats, JobResult, generate
+from ninr.hep.gun import GunConfig
+from ninr.hep.shards import TARGETS, ShardStore, shards_dir, store_config
 from ninr.rng import make_generator
 from ninr.version import __version__
 
@@ -47,17 +57,26 @@ def write_h5(path: str | Path, kind: str, arrays: Mapping[str, np.ndarray], conf
     h5py = deps.h5py()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(tmp, "w") as f:
-        for name, arr in arrays.items():
-            f.create_dataset(name, data=np.asarray(arr), compression="gzip", compression_opts=4, shuffle=True)
-        f.attrs["kind"] = kind
-        f.attrs["format_version"] = FORMAT_VERSION
-        f.attrs["config"] = json.dumps(to_dict(config), sort_keys=True)
-        f.attrs["config_hash"] = config_hash(config)
-        f.attrs["meta"] = json.dumps(meta or {}, sort_keys=True, default=str)
-        f.attrs["ninr_version"] = __version__
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with h5py.File(tmp, "w") as f:
+            for name, arr in arrays.items():
+                f.create_dataset(name, data=np.asarray(arr), compression="gzip", compression_opts=4, shuffle=True)
+            f.attrs["kind"] = kind
+            f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs["config"] = json.dumps(to_dict(config), sort_keys=True)
+            f.attrs["config_hash"] = config_hash(config)
+            f.attrs["meta"] = json.dumps(meta or {}, sort_keys=True, default=str)
+            f.attrs["ninr_version"] = __version__
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -118,17 +137,87 @@ def load_or_generate(
 ) -> tuple[Candidates, dict[str, Any]]:
     """Reuse the events at ``path`` if they were generated with ``config``; else generate and write them.
 
-    A file generated with another config raises :class:`DataError` unless ``overwrite``.
+    Pythia events are generated through the shard store beside ``path`` (:func:`generate_sharded`), so an
+    interrupted generation resumes from its finished jobs. A file generated with another config raises
+    :class:`DataError` unless ``overwrite``, which also starts the shard store afresh.
     """
 
     path = Path(path)
     if path.exists() and not overwrite:
         candidates, _, meta = read_events(path, expected=config)
         return candidates, {**meta, "reused": True}
-    candidates, stats = generate(config, workers=workers, progress=progress)
-    meta = {**stats.__dict__, "events_per_s": stats.events_per_s}
-    write_events(path, candidates, config, meta)
+    if isinstance(config, GunConfig):
+        candidates, stats = generate(config, workers=workers, progress=progress)
+        meta = {**stats.__dict__, "events_per_s": stats.events_per_s}
+        write_events(path, candidates, config, meta)
+        return candidates, {**meta, "reused": False}
+    candidates, meta = generate_sharded(path, config, workers=workers, overwrite=overwrite, progress=progress)
     return candidates, {**meta, "reused": False}
+
+
+def check_events_file(path: str | Path, config: GenerationConfig) -> bool:
+    """Whether the events file at ``path`` holds exactly ``config``'s data set (``False`` if it is missing or
+    has other event targets).
+
+    Raises:
+        ConfigError: the file was generated with another config in anything but the event targets; the
+            message names the setting, the file's value and the given one.
+    """
+    path = Path(path)
+    if not path.exists():
+        return False
+    _, stored, _ = read_h5(path, EVENTS_KIND)
+    given = store_config(config)
+    for key in sorted((set(given) | set(stored)) - set(TARGETS)):
+        if stored.get(key) != given.get(key):
+            raise fail(
+                key,
+                f"{stored.get(key)!r}, the value {path} was generated with "
+                "(use another --out or --events, or --overwrite to regenerate)",
+                given.get(key),
+            )
+    return bool(stored == to_dict(config))
+
+
+def generate_sharded(
+    path: str | Path,
+    config: GenerationConfig,
+    *,
+    workers: int = 1,
+    overwrite: bool = False,
+    progress: Callable[[JobResult, int, int], None] | None = None,
+) -> tuple[Candidates, dict[str, Any]]:
+    """Grow the shard store beside ``path`` (:func:`ninr.hep.shards.shards_dir`) to ``config``'s target and
+    write the data set, assembled from complete shards only, to ``path`` (atomically).
+
+    Returns:
+        The candidates and the meta written with them: the data set's counts over its shards (``events``,
+        ``candidates``, ``prompt`` per process, ``shards``, their ``seeds``, summed ``stage_s``), and this
+        run's ``wall_s``, ``workers``, ``events_per_s`` (events generated now per second of wall time, NaN if
+        every shard was reused), ``generated_shards`` and ``reused_shards``.
+
+    Raises:
+        ConfigError: the store or the file at ``path`` holds another config (see :meth:`ShardStore.check`).
+    """
+    store = ShardStore(shards_dir(path))
+    if overwrite:
+        store.clear()
+    store.check(config)
+    if not overwrite:
+        check_events_file(path, config)
+    report = store.grow(config, workers=workers, progress=progress)
+    candidates, meta = store.load(config)
+    stats: GenerationStats = report.stats
+    meta |= {
+        "wall_s": stats.wall_s,
+        "workers": workers,
+        "events_per_s": stats.events_per_s if report.generated else float("nan"),
+        "generated_shards": report.generated,
+        "reused_shards": report.reused,
+        "generated_now": {"events": stats.events, "candidates": stats.candidates, "prompt": stats.prompt},
+    }
+    write_events(path, candidates, config, meta)
+    return candidates, meta
 
 
 def read_root_images(

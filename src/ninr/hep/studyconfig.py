@@ -25,7 +25,14 @@ from ninr.errors import (
     check_probability,
     fail,
 )
-from ninr.hep.config import DetectorConfig, DetectorShift, GenerationConfig, from_mapping, to_dict
+from ninr.hep.config import (
+    OMITTED_AT_DEFAULT,
+    DetectorConfig,
+    DetectorShift,
+    GenerationConfig,
+    from_mapping,
+    to_dict,
+)
 from ninr.hep.gun import GunConfig
 
 GENERATION_SOURCES = ("pythia", "gun")
@@ -107,6 +114,10 @@ class StudyConfig:
         normalise: ``"none"`` (images in GeV, the model standardises each channel over the training set) or
             ``"energy"`` (each image divided by its total energy, both layers: the classifier reads the shower's
             shape, not its energy; the particle gun's 20-640 GeV range needs it, docs/hep.md section 7).
+        single_effect_tests: also test on one set per effect of the shift (``"data: energy scale only"``, ...,
+            :func:`ninr.hep.config.shift_effects`): the test events through the "simulation" detector with that
+            effect alone, so a report can show the size of each effect. Off by default (left out of the config's
+            dict while off, so the run ids of studies without it do not change); needs generated events.
     """
 
     generation: GenerationConfig | GunConfig = field(default_factory=GenerationConfig)
@@ -129,9 +140,14 @@ class StudyConfig:
     events: str = ""
     root: RootInputs | None = None
     normalise: str = "none"
+    single_effect_tests: bool = field(default=False, metadata=OMITTED_AT_DEFAULT)
 
     def __post_init__(self) -> None:
         check_choice("normalise", self.normalise, NORMALISE_MODES)
+        if not isinstance(self.single_effect_tests, bool):
+            raise fail("single_effect_tests", "true or false", self.single_effect_tests)
+        if self.single_effect_tests and self.root is not None:
+            raise fail("single_effect_tests", "false with [root] images (no detector to shift)", True)
         labels = [m.label for m in self.methods]
         if not labels or len(set(labels)) != len(labels):
             raise fail("methods", "a non-empty list with distinct labels", labels)
