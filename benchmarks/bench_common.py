@@ -95,6 +95,26 @@ def paired_ratio(times: Sequence[float], base: Sequence[float]) -> tuple[float, 
     return statistics.median(ratios), q[0], q[2]
 
 
+GOALS: list[dict[str, Any]] = []
+"""Every goal checked in this process (:func:`check_goal`), for ``run.py``'s summary."""
+
+
+def check_goal(label: str, value: float, goal: float, *, at_least: bool, unit: str = "x") -> str:
+    """Print ``label: VALUE (goal >= / <= GOAL) PASS|MISS`` and remember it; returns ``"PASS"`` or ``"MISS"``.
+
+    ``unit`` ``"x"`` prints a ratio, ``"%"`` a fraction as a signed percentage, ``"pp"`` percentage points.
+    A NaN value is a MISS.
+    """
+    met = value >= goal if at_least else value <= goal
+    verdict = "PASS" if met else "MISS"  # NaN compares false: MISS
+    shown = {"x": f"{value:.2f}x", "%": f"{100 * value:+.1f}%", "pp": f"{value:.2f} pp"}[unit]
+    target = {"x": f"{goal:.2f}x", "%": f"{100 * goal:.0f}%", "pp": f"{goal:.1f} pp"}[unit]
+    line = f"goal {label}: {shown} (goal {'>=' if at_least else '<='} {target}) {verdict} [load {loadavg()}]"
+    print(line, flush=True)
+    GOALS.append({"goal": label, "value": value, "target": goal, "at_least": at_least, "verdict": verdict})
+    return verdict
+
+
 def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     """A plain-text table: first column left-aligned, the others right-aligned."""
     body = [[_fmt(v) for v in row] for row in rows]

@@ -6,9 +6,15 @@ Variants (all plain SGD, lr 0.05, the 784-256-256-256-10 MLP, 60,000 training im
 - ``reference``: the loop a typical research script has (DataLoader over a TensorDataset, shuffle=True,
   nn.Sequential, torch.optim.SGD, ``loss.item()`` each step), kept here for comparison;
 - ``ninr single``: ``ninr.train.train`` (in-memory tensors, a seeded permutation per epoch);
-- ``ninr stacked K``: ``ninr.train.train_stacked`` with K seeds at once.
+- ``ninr stacked K``: ``ninr.train.train_stacked`` with K seeds at once;
+- ``dropout``: ninr single and stacked K=8 with the ``dropout`` method (rate 0.5), whose stacked form draws
+  each run's masks from its own generator.
 fp32 and (where the CPU has native bf16, or with --force-bf16) bf16 autocast. Seconds are per model
 and per epoch: with --quick a fixed number of steps is timed and scaled to a full epoch.
+
+Goals (printed PASS/MISS with the median over rounds of each round's ratio, measured side by side):
+stacked K=8 at batch 64 against the reference loop, >= 2x in fp32 and >= 3x in bf16 (both against the
+reference's fp32 time); stacked K=8 dropout runs faster per model than dropout runs alone (> 1x).
 """
 
 from __future__ import annotations
@@ -19,14 +25,23 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from bench_common import append_results, interleaved, machine_info, median, print_table, small_test_split
+from bench_common import (
+    append_results,
+    check_goal,
+    interleaved,
+    machine_info,
+    median,
+    paired_ratio,
+    print_table,
+    small_test_split,
+)
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from ninr import perf
 from ninr.data import load_dataset
 from ninr.data.base import Dataset
-from ninr.train import TrainConfig, train, train_stacked
+from ninr.train import MethodSpec, TrainConfig, train, train_stacked
 
 
 @dataclass(frozen=True)
@@ -35,11 +50,12 @@ class Case:
     batch: int
     k: int = 1
     precision: str = "fp32"
+    method: str = "none"
 
     @property
     def name(self) -> str:
         what = {"reference": "reference DataLoader", "single": "ninr single"}.get(self.kind, f"ninr stacked K={self.k}")
-        return f"{what} b{self.batch} {self.precision}"
+        return f"{what}{'' if self.method == 'none' else ' ' + self.method} b{self.batch} {self.precision}"
 
 
 QUICK_STEPS = {"reference": 100, "single": 100, "stacked": 40}
@@ -83,7 +99,8 @@ def per_model_epoch(case: Case, data: Dataset, steps: int) -> float:
     scale = per_epoch / steps
     if case.kind == "reference":
         return reference_loop(data, case.batch, steps, case.precision) * scale
-    base = TrainConfig(epochs=1, max_steps=steps, batch_size=case.batch, precision=case.precision)
+    methods = () if case.method == "none" else (MethodSpec(case.method),)
+    base = TrainConfig(epochs=1, max_steps=steps, batch_size=case.batch, precision=case.precision, methods=methods)
     if case.kind == "single":
         return train(base, data=data).final["epoch_time_s"] * scale
     results = train_stacked([base.replace(seed=s) for s in range(case.k)], data=data)
@@ -101,7 +118,38 @@ def cases(with_bf16: bool) -> list[Case]:
     ]
     if with_bf16:
         out += [Case(c.kind, c.batch, c.k, "bf16") for c in out if c.kind != "reference" or c.batch == 64]
-    return out
+    return [*out, Case("single", 64, method="dropout"), Case("stacked", 64, 8, method="dropout")]
+
+
+GOALS = (
+    # (label, case, baseline case, goal): the case's speed-up over the baseline, per model
+    (
+        "(a) stacked K=8 b64 fp32 vs reference DataLoader fp32",
+        "ninr stacked K=8 b64 fp32",
+        "reference DataLoader b64 fp32",
+        2.0,
+    ),
+    (
+        "(b) stacked K=8 b64 bf16 vs reference DataLoader fp32",
+        "ninr stacked K=8 b64 bf16",
+        "reference DataLoader b64 fp32",
+        3.0,
+    ),
+    (
+        "(d) stacked K=8 dropout vs dropout alone, b64 fp32",
+        "ninr stacked K=8 dropout b64 fp32",
+        "ninr single dropout b64 fp32",
+        1.0,
+    ),
+)
+
+
+def check_goals(times: dict[str, list[float]]) -> None:
+    """PASS/MISS for each goal whose two variants ran (median over rounds of the per-round ratio)."""
+    for label, case, base, goal in GOALS:
+        if case in times and base in times:
+            speedup, _, _ = paired_ratio(times[base], times[case])
+            check_goal(label, speedup, goal, at_least=True)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -112,6 +160,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "--threads", type=int, default=None, help="intra-op threads (default: the idle cores, by load average)"
     )
     parser.add_argument("--force-bf16", action="store_true", help="run bf16 even without native support (slow)")
+    parser.add_argument(
+        "--variants", nargs="+", default=None, help="only the variants whose name contains one of these (e.g. K=8)"
+    )
     args = parser.parse_args(argv)
     perf.configure_threads(1, args.threads, load_aware=True)
     if args.force_bf16:
@@ -121,7 +172,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     with_bf16 = perf.bf16_support("cpu") or args.force_bf16
     data = small_test_split(load_dataset("fashion-mnist"), 1000)
     info = machine_info()
-    todo = cases(with_bf16)
+    todo = [c for c in cases(with_bf16) if not args.variants or any(v in c.name for v in args.variants)]
 
     def runner(case: Case) -> float:
         steps = quick_steps(case) if args.quick else -(-len(data.x_train) // case.batch)
@@ -157,6 +208,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for r in rows
     ]
     print_table(title, columns, table)
+    check_goals(times)
     if not with_bf16:
         cpu = perf.cpu_capability()
         print(f"bf16 rows skipped: this CPU ({cpu}) has no native bf16 (--force-bf16 runs it emulated)")

@@ -1,6 +1,7 @@
 """``make bench``: run every benchmark suite and append the results to bench-results/bench.jsonl.
 
 Usage: python benchmarks/run.py [--quick | --full] [--threads N] [--only epoch_time nin_overhead ...] [--force-bf16]
+       [--goals-only]
 
 Quick is the default (``make bench`` runs this script with no arguments and should finish in minutes):
 a fixed number of steps scaled to an epoch, fewer repeats. ``--full`` times whole epochs.
@@ -8,7 +9,10 @@ a fixed number of steps scaled to an epoch, fewer repeats. ``--full`` times whol
 Suites of this directory run in this process, one after the other; the standalone scripts
 (nin_epoch_time.py, methods_epoch.py, robustness_suite.py), when present, run as subprocesses, with
 --quick passed to those that accept it (else --repeats 1 where they have it). Each prints its own
-table of ratios measured side by side.
+table of ratios measured side by side. The speed goals (epoch_time: stacked against the reference loop in fp32
+and bf16, stacked dropout against dropout alone; nin_overhead: in-/full-NINR at batch 64; precision: bf16
+accuracy and the CNN's bf16 epoch) are printed PASS/MISS beside their measured ratios as they are measured,
+and again in a summary at the end. ``--goals-only`` runs only the variants those goals need.
 """
 
 from __future__ import annotations
@@ -45,6 +49,11 @@ SUITES = {
 }
 OTHERS = ("nin_epoch_time.py", "methods_epoch.py", "robustness_suite.py")
 """Standalone scripts with their own command lines, run as subprocesses when present."""
+GOAL_ARGS = {
+    "epoch_time": ["--variants", "reference DataLoader b64 fp32", "K=8 b64", "dropout"],
+    "nin_overhead": ["--batches", "64"],
+}
+"""With --goals-only: the variants each suite's goals compare."""
 QUICK_ARGS = {"robustness_suite.py": ["--limit", "1000"]}
 """Their quick settings, for scripts without --quick."""
 
@@ -74,6 +83,7 @@ def main() -> int:
     )
     parser.add_argument("--only", nargs="+", choices=[*SUITES, "others"], default=None)
     parser.add_argument("--force-bf16", action="store_true", help="run bf16 rows even without native bf16")
+    parser.add_argument("--goals-only", action="store_true", help="only the variants the speed goals compare")
     args = parser.parse_args()
     args.quick = not args.full
     started = time.perf_counter()
@@ -91,6 +101,8 @@ def main() -> int:
             argv.append("--force-bf16")
         if args.quick and name in ("epoch_time", "gflops"):
             argv += ["--repeats", "2"]
+        if args.goals_only and name in GOAL_ARGS:
+            argv += GOAL_ARGS[name]
         suite(argv)
     failed = []
     if not args.only or "others" in args.only:
@@ -98,6 +110,12 @@ def main() -> int:
             path = HERE / script
             if path.exists() and run_other(path, args.quick, threads) != 0:
                 failed.append(script)
+    if bench_common.GOALS:
+        print("\n== goals ==")
+        for g in bench_common.GOALS:
+            print(
+                f"{g['verdict']}  {g['goal']}: {g['value']:.3f} (goal {'>=' if g['at_least'] else '<='} {g['target']})"
+            )
     print(f"\nresults appended to {bench_common.RESULTS_FILE} ({time.perf_counter() - started:.0f}s)")
     if failed:
         print(f"failed: {', '.join(failed)}")

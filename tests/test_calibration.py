@@ -198,7 +198,9 @@ def test_report_section_has_the_calibration_table_and_the_figures(data: Dataset)
     names = [f.name for f in report.figures]
     assert "robustness_certify" in names and "robustness_reliability" in names
     table = calibration_table([r for r in records if r["metric"] in ("ece", "nll", "brier")])
-    assert [t.name for t in report.tables] == ["robustness", "robustness_certify", "robustness_calibration"]
+    assert [t.name for t in report.tables] == [
+        "robustness", "robustness_shifts", "robustness_certify", "robustness_calibration"
+    ]  # fmt: skip
     row = next(d for d in table.data if d["method"] == "none")
     clean = [r["value"] for r in records if r["label"] == "none" and r["condition"] == "clean" and r["metric"] == "nll"]
     assert row["clean NLL mean"] == pytest.approx(sum(clean) / 2) and row["runs"] == 2

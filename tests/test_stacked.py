@@ -21,6 +21,7 @@ from ninr.data.base import Dataset
 from ninr.dynamics.niw import NIWProbe
 from ninr.errors import ConfigError, NinrError
 from ninr.functional.nin import nin_additive, nin_conv2d_channel, nin_linear
+from ninr.methods.baselines import Dropout
 from ninr.train import Callback, FitState, MethodSpec, TrainConfig, load_run, train, train_many, train_stacked
 from ninr.train.backends.stacked import StackedBackend
 from ninr.train.backends.stacked_net import NotStackableError, StackedNet
@@ -202,7 +203,10 @@ def test_a_diverging_run_stops_alone_and_the_others_go_on() -> None:
     assert_same_as_alone(configs, results)
 
 
-def test_non_stackable_mix_falls_back_and_logs(caplog: pytest.LogCaptureFixture) -> None:
+def test_non_stackable_mix_falls_back_and_logs(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Dropout, "stackable", False)  # a method that declares no stacked form
     configs = [
         cfg("mlp", (MethodSpec("dropout", {"rate": 0.2}),), seed=0),
         cfg("mlp", seed=1),
@@ -231,13 +235,15 @@ def test_models_that_do_not_stack_fall_back(monkeypatch: pytest.MonkeyPatch, cap
     assert_same_as_alone(configs, results)
 
 
-def test_grouping_rules() -> None:
+def test_grouping_rules(monkeypatch: pytest.MonkeyPatch) -> None:
     a = cfg("mlp", seed=0)
     configs = [a, a.replace(seed=1, lr=0.2), a.replace(model="cnn"), a.replace(epochs=3), a.replace(seed=2)]
     assert group_stackable(configs) == [[0, 1, 4], [2], [3]]
     assert group_stackable([a.replace(seed=s) for s in range(5)], max_stack=2) == [[0, 1], [2, 3], [4]]
     pixel = a.replace(methods=(MethodSpec("in-ninr", {"per": "pixel"}),))
     assert stack_key(pixel) != stack_key(a) == stack_key(a.replace(methods=(MethodSpec("full-ninr"),)))
+    assert stack_key(a.replace(methods=(MethodSpec("dropout"),))) == stack_key(a)
+    monkeypatch.setattr(Dropout, "stackable", False)
     assert stack_key(a.replace(methods=(MethodSpec("dropout"),))) is None
     with pytest.raises(ConfigError, match="stackable together"):
         train_stacked([a, a.replace(batch_size=8)], data=DATA)
@@ -381,19 +387,26 @@ def test_a_dense_run_gets_the_same_bits_in_any_stack() -> None:
     a = cfg("mlp", MIXED[1], seed=0, max_steps=6)
     b, c = cfg("mlp", seed=1, max_steps=6), cfg("mlp", MIXED[2], seed=2, lr=0.1, max_steps=6)
     d = cfg("mlp", (MethodSpec("l2", {"coefficient": 1e-3}),), seed=3, momentum=0.9, max_steps=6)
+    e = cfg("mlp", (MethodSpec("dropout"), MethodSpec("weight-noise")), seed=4, max_steps=6)
     assert composition_invariant(a)
     reference = train_stacked([a], data=DATA)[0]
-    for stack, slot in (([b, a], 1), ([a, c, d], 0), ([d, c, b, a], 3)):
+    noisy = train_stacked([e], data=DATA)[0]  # dropout and weight noise: element-wise ops on each run's slice
+    for stack, slot in (([b, a], 1), ([a, c, d, e], 0), ([d, c, b, e, a], 4), ([a, e], 1)):
         got = train_stacked(stack, data=DATA)[slot]
+        ref = noisy if stack[slot] is e else reference
         strip = lambda rs: [{k: v for k, v in r.items() if k != "epoch_time_s"} for r in rs]  # noqa: E731
-        assert strip(got.records) == strip(reference.records)
-        for p, q in zip(got.model.state_dict().values(), reference.model.state_dict().values(), strict=True):
+        assert strip(got.records) == strip(ref.records)
+        for p, q in zip(got.model.state_dict().values(), ref.model.state_dict().values(), strict=True):
             assert torch.equal(p, q)
 
 
-def test_which_configs_train_one_by_one_and_why(caplog: pytest.LogCaptureFixture) -> None:
+def test_which_configs_train_one_by_one_and_why(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert solo_reason(cfg("mlp")) is None
-    assert "dropout" in str(solo_reason(cfg("mlp", (MethodSpec("dropout"),))))
+    assert solo_reason(cfg("mlp", (MethodSpec("dropout"),))) is None
+    monkeypatch.setattr(Dropout, "stackable", False)
+    assert "method(s) ['dropout'] have no stacked form" in str(solo_reason(cfg("mlp", (MethodSpec("dropout"),))))
     assert "has convolutions, which train faster one by one than stacked on cpu" in str(solo_reason(cfg("cnn")))
     assert not composition_invariant(cfg("cnn"))
     assert "has no stacked form" in str(solo_reason(cfg("mlp").replace(model="resnet18", model_kwargs={"width": 4})))

@@ -503,8 +503,12 @@ def test_runs_without_a_training_config_to_stack_by_are_planned_one_by_one(tiny_
     assert [(len(t.specs), t.stacked) for t in tasks] == [(3, True), (1, False)] and tasks[1].specs == (writing,)
 
 
-def test_mixed_sweep_stacks_what_it_can_and_logs_why_the_rest_goes_one_by_one(tmp_path, caplog):
-    """FC x {None, L2, Dropout, in-NINR, CDT} x 2 seeds with the phase hook: dropout runs go one by one."""
+def test_mixed_sweep_stacks_what_it_can_and_logs_why_the_rest_goes_one_by_one(tmp_path, caplog, monkeypatch):
+    """FC x {None, L2, Dropout, in-NINR, CDT} x 2 seeds with the phase hook, Dropout declared without a stacked
+    form (as a plugin's method may be; the built-in one stacks): the dropout runs go one by one."""
+    from ninr.methods.baselines import Dropout
+
+    monkeypatch.setattr(Dropout, "stackable", False)
     variants = [
         {"label": "None"},
         {"label": "L2", "methods": [{"name": "l2", "params": {"coefficient": 1e-3}}]},

@@ -61,7 +61,9 @@ class Method:
     hook it overrides works on one run through that run's own objects: ``transform_batch`` on the run's slice of
     the batch, ``add_penalty_grad`` and ``on_grad_computed`` on the run's model, whose parameters and gradients
     are then views of the stack, and ``configure_model`` only by attaching what the stacked network knows (noise
-    injection nodes). ``penalty`` is never stackable: its autograd graph would not reach the stack."""
+    injection nodes; the dropout, activation-noise and weight-noise modules of
+    :mod:`ninr.train.backends.stacked_noise`). ``penalty`` is never stackable: its autograd graph would not reach
+    the stack."""
 
     def configure_model(self, model: nn.Module, ctx: SetupContext) -> dict[str, Any]:
         """Change the model in place before training; returns facts worth recording (may be empty)."""

@@ -84,6 +84,7 @@ class Dropout(Method):
     """
 
     name: ClassVar[str] = "dropout"
+    stackable: ClassVar[bool] = True
 
     rate: float = 0.5
     where: Where = "hidden"

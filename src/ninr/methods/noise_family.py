@@ -113,6 +113,7 @@ class ActivationNoiseMethod(Method):
     """
 
     name: ClassVar[str] = "activation-noise"
+    stackable: ClassVar[bool] = True
 
     scale: float = 1.0
     distribution: str = "gaussian"
@@ -155,6 +156,7 @@ class WeightNoiseMethod(Method):
     """
 
     name: ClassVar[str] = "weight-noise"
+    stackable: ClassVar[bool] = True
 
     scale: float = 0.01
     distribution: str = "gaussian"

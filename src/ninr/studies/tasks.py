@@ -13,7 +13,7 @@ a resumed session plans the same stacks as the first one):
 2. Specs share a stack only with specs of the same part and stack family (the table's: same hooks and hook
    settings), and when :func:`ninr.train.group_stackable` puts their training configs
    (:meth:`~ninr.studies.part.Part.stack_config`) in one stack. A spec that cannot stack (a method without a
-   stacked form such as dropout, a CNN on the CPU, ...) is a task of its own, and the log (logger
+   stacked form, a CNN on the CPU, ...) is a task of its own, and the log (logger
    ``ninr.train.stacking``) says why. So is a spec without a training config to stack by (``stack_config``
    gives ``None``: the runs of a part that computes them one by one, a run that writes its run directory).
 3. Each group of n specs is split into ``min(workers, n)`` near-equal stacks (more if a stack would
@@ -138,7 +138,7 @@ def plan_tasks(
                 "%s and %d more: %d stack(s) of %s runs", members[0].describe(), len(members) - 1, len(chunks), sizes
             )
     # Stacks first (each in the order of its first spec), then single runs: the largest tasks start first, so
-    # workers run out of work together (the dropout runs of the quick table would otherwise hold back a stack).
+    # workers run out of work together (a long run without a stacked form would otherwise hold back a stack).
     return [task for _, task in sorted(planned, key=lambda pair: (not pair[1].stacked, pair[0]))]
 
 

@@ -6,9 +6,12 @@ rebinds each model's parameters as views of its slice: an SGD update of the stac
 model, so evaluation, NIW norms and checkpoints read the models themselves. After a backward pass,
 :meth:`StackedNet.expose_grads` makes each model parameter's ``.grad`` the view of its slice of the stacked
 gradient, so a method's gradient hook edits one run's gradient in place. Each noise node still draws
-from its own generator, once per forward pass, with the shape it draws when its model runs alone.
+from its own generator, once per forward pass, with the shape it draws when its model runs alone; so
+do the dropout, activation-noise and weight-noise modules that methods hang on a layer by forward hooks
+(:mod:`~ninr.train.backends.stacked_noise`): the stack recognises those hooks and applies each run's module to
+its own slice, and calls its layers without hooks.
 
-Anything outside that vocabulary (hooks, other noise modules, grouped or non-zero-padded convolutions,
+Anything outside that vocabulary (other hooks, other noise modules, grouped or non-zero-padded convolutions,
 models that differ in shape) raises :class:`NotStackableError` naming the reason.
 """
 
@@ -25,7 +28,15 @@ from ninr.errors import NinrError
 from ninr.models.layers import Standardize
 from ninr.nn.modes import NoiseModule
 from ninr.nn.nin import NINConv2d, NINLinear, NoiseInjectionNode
+from ninr.nn.noise_layers import OutputNoise, WeightNoise
 from ninr.perf import channels_last
+from ninr.train.backends.stacked_noise import (
+    OUTPUT_NOISE,
+    WEIGHT_NOISE_PARAMS,
+    output_factors,
+    stack_draws,
+    weight_draws,
+)
 
 POINTWISE: tuple[type[nn.Module], ...] = (
     nn.ReLU,
@@ -74,6 +85,9 @@ class _Layer:
     nin: _Nin | None = None
     mean: torch.Tensor | None = None
     std: torch.Tensor | None = None
+    mods: list[nn.Module] | None = None  # each run's module
+    after: list[list[OutputNoise | None]] | None = None  # output noise: rounds[r][k], in hook order
+    weight_noise: list[WeightNoise | None] | None = None
 
 
 class StackedNet:
@@ -122,12 +136,14 @@ class StackedNet:
             elif layer.kind == "linear":
                 x = self._linear(layer, x)
             elif layer.kind == "pointwise":
-                x = layer.module(x)
+                x = layer.module.forward(x)  # not __call__: its hooks are run 0's noise, applied per run below
             else:  # conv or pool: conv layout
                 if layout == "input":
                     x = channels_last(ops.to_conv_layout(x), self.use_channels_last)
                     layout = "conv"
-                x = self._conv(layer, x) if layer.kind == "conv" else layer.module(x)
+                x = self._conv(layer, x) if layer.kind == "conv" else layer.module.forward(x)
+            if layer.after is not None:
+                x = self._output_noise(layer.after, x, layout)
         return x
 
     __call__ = forward
@@ -163,29 +179,61 @@ class StackedNet:
     # -- layers -------------------------------------------------------------------------------------------
 
     def _linear(self, layer: _Layer, x: torch.Tensor) -> torch.Tensor:
-        assert layer.weight is not None
+        weight, bias = self._params(layer)
         eps = self._draw(layer.nin, (x.shape[1],), x) if layer.nin is not None else None
         niw = layer.nin.niw if layer.nin is not None else None
-        return ops.stacked_linear(x, layer.weight, layer.bias, niw, eps)
+        return ops.stacked_linear(x, weight, bias, niw, eps)
 
     def _conv(self, layer: _Layer, x: torch.Tensor) -> torch.Tensor:
         conv = layer.module
-        assert isinstance(conv, nn.Conv2d) and layer.weight is not None
+        assert isinstance(conv, nn.Conv2d)
+        weight, bias = self._params(layer)
         geometry = (conv.stride, conv.padding, conv.dilation)
         nin = layer.nin
         if nin is None:
-            return ops.stacked_conv2d(x, layer.weight, layer.bias, self.k, *geometry)
+            return ops.stacked_conv2d(x, weight, bias, self.k, *geometry)
         b, _, h, w = x.shape
         eps = self._draw(nin, (b,) if nin.per == "example" else (b, 1, h, w), x)
         if eps is None:
-            return ops.stacked_conv2d(x, layer.weight, layer.bias, self.k, *geometry)
+            return ops.stacked_conv2d(x, weight, bias, self.k, *geometry)
         if nin.mode == "additive" and nin.per != "example":
             x = ops.stacked_nin_additive(x, nin.niw, eps, self.k)
-            return ops.stacked_conv2d(x, layer.weight, layer.bias, self.k, *geometry)
-        out = ops.stacked_conv2d(x, layer.weight, layer.bias, self.k, *geometry)
+            return ops.stacked_conv2d(x, weight, bias, self.k, *geometry)
+        out = ops.stacked_conv2d(x, weight, bias, self.k, *geometry)
         if nin.mode == "additive":  # per-example: conv(x) + eps conv(niw), as NINConv2d does
-            return ops.stacked_nin_additive_conv(out, nin.niw, eps, self.k, layer.weight, *geometry)
+            return ops.stacked_nin_additive_conv(out, nin.niw, eps, self.k, weight, *geometry)
         return ops.stacked_nin_channel(out, nin.niw, eps, self.k, (h, w), *geometry)
+
+    def _params(self, layer: _Layer) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The layer's stacked weight and bias, plus each run's weight-noise draw where it has one."""
+        weight, bias = layer.weight, layer.bias
+        assert weight is not None
+        if layer.weight_noise is None or layer.mods is None:
+            return weight, bias
+        draws = weight_draws(layer.weight_noise, layer.mods)
+        dense = layer.kind == "linear"
+        if "weight" in draws:
+            weight = weight + stack_draws(draws["weight"], weight, transpose=dense, flat=not dense)
+        if "bias" in draws and bias is not None:
+            bias = bias + stack_draws(draws["bias"], bias, transpose=False, flat=not dense)
+        return weight, bias
+
+    def _output_noise(self, rounds: list[list[OutputNoise | None]], x: torch.Tensor, layout: str) -> torch.Tensor:
+        """Each run's dropout / activation noise on its slice of ``x``, module after module as its hooks run."""
+        k = self.k
+        shape = (x.shape[0], x.shape[1] // k, *x.shape[2:]) if layout == "conv" else x.shape[1:]
+        for modules in rounds:
+            mult, add = output_factors(modules, shape, x)
+            if layout == "conv":  # (K, B, C, H, W) -> (B, K*C, H, W), as x
+                mult, add = (
+                    None if f is None else channels_last(ops.to_conv_layout(f), self.use_channels_last)
+                    for f in (mult, add)
+                )
+            if mult is not None:
+                x = x * mult
+            if add is not None:
+                x = x + add
+        return x
 
     @staticmethod
     def _draw(nin: _Nin, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor | None:
@@ -207,7 +255,13 @@ class StackedNet:
         for m in mods[1:]:
             if _kind(m) != kind or _plain(type(m)) is not _plain(type(first)) or _geometry(m) != _geometry(first):
                 raise NotStackableError(f"layer {j} differs between runs ({first!r} vs {m!r})")
-        layer = _Layer(kind, first)
+        layer = _Layer(kind, first, mods=list(mods))
+        noise = [_hooked_noise(m, f"run {i}", f"layer {j}") for i, m in enumerate(mods)]
+        depth = max(len(after) for after, _ in noise)
+        if depth:
+            layer.after = [[after[r] if r < len(after) else None for after, _ in noise] for r in range(depth)]
+        if any(wn is not None for _, wn in noise):
+            layer.weight_noise = [wn for _, wn in noise]
         if kind == "standardize":
             layer.mean = torch.stack([m.mean for m in mods])  # type: ignore[misc]
             layer.std = torch.stack([m.std for m in mods])  # type: ignore[misc]
@@ -308,18 +362,74 @@ def _children(model: nn.Module, where: str) -> list[nn.Module]:
     """The layers of a stackable model, after checking it is one (``where`` names it in errors: "run 2")."""
     if type(model) is not nn.Sequential:
         raise NotStackableError(f"{where}: the model is a {type(model).__name__}, not an nn.Sequential")
-    for name, m in model.named_modules():
-        if m._forward_hooks or m._forward_pre_hooks:
-            raise NotStackableError(f"{where}: module {name!r} has forward hooks (e.g. dropout, activation noise)")
-        if isinstance(m, NoiseModule) and not isinstance(m, NoiseInjectionNode):
-            raise NotStackableError(f"{where}: module {name!r} is a {type(m).__name__} noise module")
     layers = list(model.children())
+    hooked: set[int] = set()  # the layers whose hooks (all checked by _hooked_noise) the stack applies itself
+    noise: set[int] = set()  # the noise modules those hooks apply
+    for j, m in enumerate(layers):
+        after, wn = _hooked_noise(m, where, f"layer {j}")
+        applied = [n for n in (*after, wn) if n is not None]
+        noise.update(id(n) for n in applied)
+        if applied:
+            hooked.add(id(m))
+    for name, m in model.named_modules():
+        if (m._forward_hooks or m._forward_pre_hooks) and id(m) not in hooked:
+            raise NotStackableError(
+                f"{where}: module {name!r} has forward hooks other than ninr's dropout, activation and weight noise"
+            )
+        if isinstance(m, NoiseModule) and not isinstance(m, NoiseInjectionNode) and id(m) not in noise:
+            raise NotStackableError(f"{where}: module {name!r} is a {type(m).__name__} noise module")
     for m in layers:
         kind = _kind(m)
         if isinstance(m, nn.Flatten) and (m.start_dim, m.end_dim) != (1, -1):
             raise NotStackableError(f"{where}: Flatten must flatten from dim 1")
         if isinstance(m, nn.Conv2d) and (m.groups != 1 or m.padding_mode != "zeros"):
             raise NotStackableError(f"{where}: only zero-padded, ungrouped convolutions stack")
-        if kind in ("pointwise", "pool") and any(True for _ in m.children()):
+        if kind in ("pointwise", "pool") and any(id(c) not in noise for c in m.children()):
             raise NotStackableError(f"{where}: {type(m).__name__} carries submodules")
     return layers
+
+
+def _hooked_noise(m: nn.Module, where: str, layer: str) -> tuple[list[OutputNoise], WeightNoise | None]:
+    """The noise modules ninr's methods hang on layer ``m`` by hooks, which the stack applies itself.
+
+    Returns the dropout / activation-noise children applied to ``m``'s output (in hook order) and the
+    weight-noise child that perturbs its parameters. Any other hook on ``m`` raises :class:`NotStackableError`.
+    """
+    after: list[OutputNoise] = []
+    shadows: list[nn.Module] = []
+    for hook in m._forward_hooks.values():
+        out = _hook_owner(m, hook, OUTPUT_NOISE, "_after_host")
+        shadow = _hook_owner(m, hook, (WeightNoise,), "_unshadow")
+        if isinstance(out, OutputNoise):
+            after.append(out)
+        elif shadow is not None:
+            shadows.append(shadow)
+        else:
+            raise NotStackableError(
+                f"{where}: {layer} ({type(m).__name__}) has forward hooks other than ninr's dropout and noise"
+            )
+    for hook in m._forward_pre_hooks.values():
+        shadow = _hook_owner(m, hook, (WeightNoise,), "_shadow")
+        if shadow is None:
+            raise NotStackableError(
+                f"{where}: {layer} ({type(m).__name__}) has forward pre-hooks other than ninr's weight noise"
+            )
+        shadows.append(shadow)
+    owners = {id(s): s for s in shadows}
+    if len(owners) > 1:
+        raise NotStackableError(f"{where}: {layer} carries more than one weight-noise module")
+    wn = next(iter(owners.values()), None)
+    if wn is None:
+        return after, None
+    assert isinstance(wn, WeightNoise)
+    if shadows.count(wn) != 2 or not set(wn.names) <= set(WEIGHT_NOISE_PARAMS) or _kind(m) not in ("linear", "conv"):
+        raise NotStackableError(f"{where}: {layer}: weight noise on {list(wn.names)} of a {type(m).__name__}")
+    return after, wn
+
+
+def _hook_owner(m: nn.Module, hook: object, classes: tuple[type[nn.Module], ...], method: str) -> nn.Module | None:
+    """The child of ``m`` (of exactly one of ``classes``) whose bound method ``method`` ``hook`` is, else None."""
+    own = getattr(hook, "__self__", None)
+    if type(own) not in classes or not any(c is own for c in m.children()):
+        return None
+    return own if getattr(hook, "__func__", None) is getattr(type(own), method) else None
