@@ -17,6 +17,7 @@ import pytest
 
 import part_harness as harness
 from ninr.report import build_report, write_report
+from ninr.report import hep as hep_report
 from ninr.report.builder import render_markdown
 from ninr.report.claims import (
     JUDGES,
@@ -418,6 +419,31 @@ def test_detector_helps_at_some_working_point():
     flat = [r for s in SEEDS for lab in ("none", "in-ninr") for r in hep_run(lab, s, {50: 10 + STRADDLE[s]})]
     assert detector({"hep": flat}).verdict == NOT_REPRODUCED
     assert "without the `hep` part" in detector({"table": []}).why
+
+
+def test_detector_verdict_is_the_hep_sections_paired_table_on_data() -> None:
+    """The claim reads the NINR rows of the section's paired table on "data" and nothing else: a further test set
+    ("data: noise only") where NINR is planted far above none, and an L2 row above none on "data", change no test."""
+    none = {50: 40.0, 70: 20.0, 90: 5.0}
+    records = []
+    for s in SEEDS:
+        records += hep_run("none", s, {e: v + BASE[s] / 10 for e, v in none.items()})
+        records += hep_run("full-ninr", s, {e: v + BASE[s] / 10 + (CLEAR[s] if e == 70 else STRADDLE[s])
+                                            for e, v in none.items()})  # fmt: skip
+        records += hep_run("l2", s, {e: v + BASE[s] / 10 + CLEAR[s] for e, v in none.items()})
+        for label, gain in (("none", 0.0), ("full-ninr", 50.0)):
+            extra = hep_run(label, s, {e: v + gain + STRADDLE[s] for e, v in none.items()})[1]
+            records.append({**extra, "test_set": "data: noise only"})
+    claim = detector({"hep": records})
+    assert claim.verdict == REPRODUCED
+    assert [(t.what, t.passed) for t in claim.tests] == [
+        (f"hep full-ninr − none, 1/eps_B at eps_S = {e:g}", e == 0.7) for e in (0.5, 0.7, 0.9)
+    ]
+    helping = hep_report.helping(records)
+    assert [(t.method, t.test_set, t.point) for t in helping] == [("full-ninr", "data", 70)]
+    passing = next(t for t in claim.tests if t.passed)
+    assert passing.interval == helping[0].interval  # one rule, one interval: 5.0 ± 0.25 (CLEAR)
+    assert passing.interval.lo == pytest.approx(5.0 - 4.303 * 0.1 / math.sqrt(3), abs=1e-3)
 
 
 def test_the_implicit_regulariser_points_to_the_benchmark():

@@ -9,16 +9,27 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from ninr.errors import ConfigError
-from ninr.hep.config import DetectorConfig, DetectorShift, GenerationConfig
+from ninr.hep.config import DetectorConfig, DetectorShift, GenerationConfig, shift_effects
 from ninr.hep.events import toy_candidates
-from ninr.hep.study import MethodEntry, StudyConfig, load_study_config, study_config_from_dict
+from ninr.hep.gun import GunConfig
+from ninr.hep.study import (
+    MethodEntry,
+    RootInputs,
+    StudyConfig,
+    effect_test_set,
+    load_study_config,
+    prepare_data,
+    study_config_from_dict,
+    train_one,
+)
 from ninr.report import build_report
 from ninr.report.hep import rejection_table, summary_rows
 from ninr.studies import ResultStore, final_records
 from ninr.studies.executors import Executor
-from ninr.studies.parts.hep import study_specs
+from ninr.studies.parts.hep import config_to_tables, study_specs
 from ninr.studies.session import run_part, single_info
 
 HAS_H5PY = importlib.util.find_spec("h5py") is not None
@@ -164,3 +175,61 @@ def test_cli_train_and_generate_reuse_or_refuse_the_events(tmp_path: Path, capsy
     with pytest.raises(SystemExit) as exc:
         main(["hep", "train", "--config", str(toml), "--out", str(tmp_path / "o3"), "--methods", "nnoe"])
     assert exc.value.code == 2 and "did you mean 'none'" in capsys.readouterr().err
+
+
+def effect_config(**study: object) -> StudyConfig:
+    """A tiny particle-gun study (no Pythia, no files) whose "simulation" has no cell noise."""
+    return StudyConfig(
+        generation=GunConfig(n_signal_events=40, n_background_events=40),
+        simulation=DetectorConfig(
+            window_eta=0.2, window_phi=0.2, em_cells=8, had_cells=2, em_cell_noise_gev=0.0, had_cell_noise_gev=0.0
+        ),
+        shift=DetectorShift(extra_crosstalk=0.01, extra_dead_cell_fraction=0.01),
+        methods=(MethodEntry("none", "none"),),
+        model_kwargs={"width": 4},
+        seeds=(0,),
+        epochs=1,
+        batch_size=32,
+        **study,  # type: ignore[arg-type]
+    )
+
+
+def test_single_effect_test_sets_hold_each_effect_alone() -> None:
+    config = effect_config(single_effect_tests=True)
+    data = prepare_data(config)
+    names = list(data.extra_test_sets)
+    assert names == [effect_test_set(e) for e in shift_effects(config.simulation, config.shift)]
+    assert names[0] == "data: energy scale only" and "data: shower width only" in names
+    x_sim, y_sim = data.dataset.x_test, data.dataset.y_test
+    for x, y in data.extra_test_sets.values():
+        assert x.shape == x_sim.shape and torch.equal(y, y_sim)
+    # the sets share the "simulation" test draws: without cell noise, energy scale alone is the simulation images
+    # times the scale (float32 products: within a few 2^-24 relative)
+    x_scale, _ = data.extra_test_sets["data: energy scale only"]
+    s = config.shift
+    torch.testing.assert_close(x_scale[:, 0], s.energy_scale * x_sim[:, 0], rtol=1e-6, atol=1e-12)
+    torch.testing.assert_close(x_scale[:, 1], s.energy_scale * s.had_scale * x_sim[:, 1], rtol=1e-6, atol=1e-12)
+    assert not torch.equal(data.extra_test_sets["data: shower width only"][0], x_sim)
+    assert set(data.info["effect_detectors"]) == set(names)
+    assert not prepare_data(effect_config()).extra_test_sets  # off by default
+
+
+def test_the_switch_is_left_out_of_run_ids_while_off() -> None:
+    off, on = effect_config(), effect_config(single_effect_tests=True)
+    assert "single_effect_tests" not in off.to_dict() and on.to_dict()["single_effect_tests"] is True
+    ids_off, ids_on = ({s.run_id for s in study_specs(c, "hep")} for c in (off, on))
+    assert ids_off.isdisjoint(ids_on)  # other records (more test sets): other runs
+    assert study_config_from_dict(config_to_tables(on)) == on
+    with pytest.raises(ConfigError, match="`single_effect_tests` must be true or false"):
+        effect_config(single_effect_tests="yes")
+    with pytest.raises(ConfigError, match="`single_effect_tests` must be false with"):
+        effect_config(single_effect_tests=True, root=RootInputs("a.root", "b.root"))
+
+
+@pytest.mark.slow  # ~15 s: one short training, then every test set scored with its bootstrap
+def test_each_effect_alone_is_one_record_per_test_set() -> None:
+    config = effect_config(single_effect_tests=True)
+    data = prepare_data(config)
+    records = train_one(config, config.methods[0], 0, data)
+    assert [r["test_set"] for r in records] == ["simulation", "data", *data.extra_test_sets]
+    assert all(r["n_test"] == len(data.dataset.y_test) and 0 <= r["auc"] <= 1 for r in records)

@@ -205,7 +205,7 @@ def test_per_arch_override_replaces_methods_and_train_fields():
     assert got == {("FC", 0): (1.0, lr), ("FC", 1): (1.0, lr), ("CNN", 0): (3.0, 0.2), ("CNN", 1): (3.0, 0.2)}
 
 
-@pytest.mark.parametrize("name", ["quick", "standard", "paper", "tiny", "hep", "tiny-robustness"])
+@pytest.mark.parametrize("name", ["quick", "standard", "paper", "tiny", "hep", "hep-gun-preset", "tiny-robustness"])
 def test_repository_presets_resolve(name):
     preset = load_preset(find_preset(name))
     for part in preset.parts():

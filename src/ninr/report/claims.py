@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ninr.dynamics.phases import PHASES
+from ninr.report import hep as hep_report
 from ninr.report.comparison import (
     BASELINE,
     CONFIDENCE,
@@ -786,26 +787,28 @@ DETECTOR_RULE = (
     f"On the shifted test set ('{DETECTOR_TEST_SET}'), the background rejection 1/eps_B of each NINR method minus "
     "the `none` method's, paired by seed, at each working point (signal efficiency; a seed with an infinite "
     "rejection is left out of that pair): the test passes when its 95% interval lies above zero. Reproduced: some "
-    "(method, working point) test passes (the claim is 'at some working point'); not reproduced: none."
+    "(method, working point) test passes (the claim is 'at some working point'); not reproduced: none. The tests are "
+    "the NINR rows of the detector section's 'each method − none, paired by seed' table on 'data' "
+    "(`ninr.report.hep.paired_tests`)."
 )
 
 
 def detector(records: Records) -> Claim:
     """NINR helps on "real" (shifted) detector events at some working point (:data:`DETECTOR_RULE`)."""
     claim = "Detector application: NINR helps on 'real' (shifted) events at some working point"
-    evidence = "Detector section: 'Background rejection per method' table, ROC figure"
+    evidence = "Detector section: 'Background rejection: each method − none, paired by seed' table"
     missing = _missing_part(records, "hep")
-    finals = [r for r in _finals(records.get("hep", ())) if r.get("test_set") == DETECTOR_TEST_SET]
-    if missing or not finals:
+    finals = [r for r in _finals(records.get("hep", ())) if "test_set" in r and "method" in r]
+    if missing or not any(r["test_set"] == DETECTOR_TEST_SET for r in finals):
         why = missing or f"the `hep` part has no record on the '{DETECTOR_TEST_SET}' test set"
         return _untestable("detector", claim, evidence, DETECTOR_RULE, why)
-    effs = {f"rejection@{round(float(e) * 100)}": float(e) for r in finals for e in r.get("efficiencies", ())}
-
-    def rejections(r: Rec) -> list[tuple[Any, float]]:
-        return [((effs[k], k), float(r[k])) for k in effs if r.get(k) is not None]
-
-    groups = group_runs(finals, rejections)
-    tests = versus(groups, [NONE], lambda k: f"1/eps_B at eps_S = {k[0]:g}", above_zero)
+    tests = []
+    for t in hep_report.paired_tests(finals):
+        if t.test_set != DETECTOR_TEST_SET or not hep_report.is_ninr(finals, t.method):
+            continue
+        what = f"hep {t.method} − {hep_report.reference_label(finals)}, 1/eps_B at eps_S = {t.point / 100:g}"
+        diffs = None if t.diffs is None else list(t.diffs)
+        tests.append(interval_test(what, diffs, above_zero, AMBIGUOUS))
     if not tests:
         why = "the `hep` part has no NINR method and `none` method to compare"
         return _untestable("detector", claim, evidence, DETECTOR_RULE, why)

@@ -19,8 +19,15 @@ generation settings' hash (``$NINR_CACHE_DIR`` or ``~/.cache/ninr``, ``hep/event
 run, worker and later session reads the same events. A run's data identity is the hash of the generation
 settings and of both detectors (or the ROOT files it reads); its id changes with any setting.
 
-Records: one per test set ("simulation", "data") with the AUC, the rejection 1/eps_B at each signal
-efficiency and the ROC on a 20-point grid (:func:`ninr.hep.study.train_one`), each with ``final = True``.
+Records: one per test set, keyed by ``test_set`` ("simulation", "data", then any further test set the study's data
+hold, :func:`ninr.hep.study.evaluation_sets`), each with ``final = True``: the candidates per class (``n_signal``,
+``n_background``), the AUC, eps_B and the rejection 1/eps_B at each signal efficiency with its stratified bootstrap
+percentile interval over the test events and the replicates it came from (:func:`ninr.hep.study.evaluate_scores`),
+and the ROC on a 20-point grid. The report (:mod:`ninr.report.hep`) forms the seed spread, the paired differences
+with ``none`` and the data/simulation ratios from them.
+
+NINR rows may ask for a calibrated sigma (``params = { phase = "decay" }``): each run trains through
+:func:`ninr.train.train`, which calibrates on a pilot of the plain model (:mod:`ninr.methods.calibrate`).
 """
 
 from __future__ import annotations
@@ -135,8 +142,10 @@ class HepRun:
         }
 
 
-DATA_FIELDS = ("events", "workers", "test_fraction", "split_seed", "calo_seed", "normalise")
-"""The ``[study]`` settings the images depend on (with the generation, detector and ROOT tables)."""
+DATA_FIELDS = ("events", "workers", "test_fraction", "split_seed", "calo_seed", "normalise", "single_effect_tests")
+"""The ``[study]`` settings the images depend on, test sets included (with the generation, detector and ROOT
+tables): the cache key of the prepared data, so it must name every setting :func:`ninr.hep.study.prepare_data`
+reads."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -189,7 +198,7 @@ class HepPart(Part):
             load_or_generate(config.events, config.generation, workers=config.workers)
 
     def run(self, spec: RunSpec) -> Records:
-        """Train the run's method with its seed on "simulation"; one record per test set."""
+        """Train the run's method with its seed on "simulation"; one record per test set (every one the data hold)."""
         config = spec.options.config()
         data = _prepared(_data_tables(config))
         out = Path(spec.artifacts) if spec.artifacts else None
