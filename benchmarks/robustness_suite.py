@@ -50,7 +50,7 @@ def main() -> None:
     x, y = data.x_test[: args.limit], data.y_test[: args.limit]
     suite = Suite(
         corruptions=tuple(CORRUPTIONS.names()),
-        attacks=(AttackSpec("fgsm"), AttackSpec("pgd", steps=10)),
+        attacks=(AttackSpec("fgsm"), AttackSpec("pgd", budget=10)),
         epsilons=LINF_EPSILONS,
     )
     marks: list[tuple[str, float]] = []
