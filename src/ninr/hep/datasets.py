@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,7 @@ from ninr.hep.config import (
 from ninr.hep.events import Candidates, from_arrays
 from ninr.hep.generate import GenerationStats, JobResult, generate
 from ninr.hep.gun import GunConfig
-from ninr.hep.shards import TARGETS, ShardStore, shards_dir, store_config
+from ninr.hep.shards import TARGETS, ShardStore, atomic_h5, shards_dir, store_config, write_arrays
 from ninr.rng import make_generator
 from ninr.version import __version__
 
@@ -53,30 +52,16 @@ CLASSES = ("non-prompt photon", "prompt photon")
 
 
 def write_h5(path: str | Path, kind: str, arrays: Mapping[str, np.ndarray], config: Any, meta: Any = None) -> Path:
-    """Write ``arrays`` and the config that made them to ``path`` atomically (temporary file, then rename)."""
-    h5py = deps.h5py()
+    """Write ``arrays`` and the config that made them to ``path`` atomically (:func:`ninr.hep.shards.atomic_h5`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with h5py.File(tmp, "w") as f:
-            for name, arr in arrays.items():
-                f.create_dataset(name, data=np.asarray(arr), compression="gzip", compression_opts=4, shuffle=True)
-            f.attrs["kind"] = kind
-            f.attrs["format_version"] = FORMAT_VERSION
-            f.attrs["config"] = json.dumps(to_dict(config), sort_keys=True)
-            f.attrs["config_hash"] = config_hash(config)
-            f.attrs["meta"] = json.dumps(meta or {}, sort_keys=True, default=str)
-            f.attrs["ninr_version"] = __version__
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_h5(path) as f:
+        write_arrays(f, arrays)
+        f.attrs["kind"] = kind
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["config"] = json.dumps(to_dict(config), sort_keys=True)
+        f.attrs["config_hash"] = config_hash(config)
+        f.attrs["meta"] = json.dumps(meta or {}, sort_keys=True, default=str)
+        f.attrs["ninr_version"] = __version__
     return path
 
 

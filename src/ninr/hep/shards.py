@@ -24,13 +24,14 @@ generated with, less the two event targets (``n_signal_events``, ``n_background_
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -275,16 +276,39 @@ def run_and_write(job: Job, *, root: str, config_hash: str, runner: JobRunner = 
     return result
 
 
-def write_shard(path: Path, job: Job, result: JobResult, config_hash: str) -> Path:
-    """Write one job's shard atomically: a temporary file named after this process, fsynced, then renamed."""
+@contextlib.contextmanager
+def atomic_h5(path: Path) -> Iterator[Any]:
+    """An ``h5py.File`` open for writing at a temporary name beside ``path`` (named after this process), fsynced
+    and renamed onto ``path`` when the block ends; deleted if the block raises, so ``path`` is never half written."""
     h5py = deps.h5py()
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with h5py.File(tmp, "w") as f:
-            arrays = {**result.candidates.arrays(), "event": np.asarray(result.event_index, dtype=np.int64)}
-            for name, arr in arrays.items():
-                f.create_dataset(name, data=np.asarray(arr), compression="gzip", compression_opts=4, shuffle=True)
-            attrs = {
+            yield f
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_arrays(f: Any, arrays: Mapping[str, Any]) -> None:
+    """Each array as a gzip-compressed data set of ``f`` (an open ``h5py.File``)."""
+    for name, arr in arrays.items():
+        f.create_dataset(name, data=np.asarray(arr), compression="gzip", compression_opts=4, shuffle=True)
+
+
+def write_shard(path: Path, job: Job, result: JobResult, config_hash: str) -> Path:
+    """Write one job's shard atomically (:func:`atomic_h5`)."""
+    with atomic_h5(path) as f:
+        write_arrays(f, {**result.candidates.arrays(), "event": np.asarray(result.event_index, dtype=np.int64)})
+        f.attrs.update(
+            {
                 "kind": SHARD_KIND,
                 "format_version": SHARD_FORMAT,
                 "config": json.dumps(store_config(job.config), sort_keys=True),
@@ -302,16 +326,7 @@ def write_shard(path: Path, job: Job, result: JobResult, config_hash: str) -> Pa
                 "pythia_version": pythia_version(),
                 "ninr_version": __version__,
             }
-            f.attrs.update(attrs)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        )
     return path
 
 

@@ -218,23 +218,12 @@ def robustness_table(rows: Sequence[Rec]) -> Table:
     shown = [s for s in all_stds if any(math.isclose(s, t) for t in SHOWN_STDS)] or all_stds[-1:]
     keys = [("clean", "clean"), *((f"std={s:g}", f"noise std {s:g}") for s in shown)]
     keys += [("noise mean", "noise mean"), ("corruption mean", "corruption mean")]
-    headers = ("arch", "method", "runs", *(f"{title} (%)" for _, title in keys))
-    cells, data = [], []
-    for (arch, label), runs in groups.items():
-        row: list[str] = [arch, label, str(len(runs))]
-        raw: dict[str, Any] = {"arch": arch, "method": label, "runs": len(runs)}
-        for key, title in keys:
-            values = [SCALE * m[key] for m in runs if key in m]
-            mean, std = (_mean(values), sample_std(values)) if values else (None, None)
-            row.append(fmt_mean_std(mean, std))
-            raw[f"{title} mean"], raw[f"{title} std"] = mean, std
-        cells.append(tuple(row))
-        data.append(raw)
+    table = _metric_table(groups, keys, "robustness", "Accuracy under input corruption")
     note = (
         "Mean ± sample std (ddof=1) over seeds, in %. Noise mean: mean accuracy over the Gaussian noise grid. "
         "Corruption mean: mean over every corruption and severity evaluated."
     )
-    return Table("robustness", "Accuracy under input corruption", headers, tuple(cells), tuple(data), note)
+    return Table(table.name, table.title, table.headers, table.cells, table.data, note)
 
 
 def _attack_keys(groups: Mapping[Any, list[dict[str, float]]]) -> list[tuple[str, float]]:
