@@ -5,7 +5,10 @@ tests/test_parts.py."""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,7 @@ import numpy as np
 import pytest
 
 from ninr.errors import ConfigError
+from ninr.hep import study
 from ninr.hep.metrics import BOOTSTRAP_REPLICATES, rejection_interval
 from ninr.report import build_report
 from ninr.report.hep import (
@@ -27,6 +31,7 @@ from ninr.report.hep import (
     summary_rows,
 )
 from ninr.studies import PARTS, InProcessExecutor, ResultStore, RunSpec, load_preset, parse_preset, run_study
+from ninr.studies.parts import hep as hep_part
 from ninr.studies.parts.hep import HepRun
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -260,3 +265,14 @@ def test_single_effect_test_sets_reach_the_records_and_every_table(hep_study: Pa
     assert [c[0] for c in candidates_table(records).cells] == names
     assert {c[1] for c in paired_table(records).cells} == set(names)
     assert {c[1] for c in ratio_table(records).cells} == set(names[1:])
+
+
+def test_the_data_cache_key_names_every_study_setting_the_data_preparation_reads() -> None:
+    # the part caches prepared images by DATA_FIELDS (with the generation, detector, shift and ROOT tables): a
+    # `[study]` setting read by prepare_data or its helpers and missing from the key would be silently ignored
+    source = "".join(inspect.getsource(f) for f in (study.prepare_data, study._root_data, study._effect_images))
+    fields = {f.name for f in dataclasses.fields(study.StudyConfig)}
+    read = set(re.findall(r"config\.(\w+)", source)) & fields
+    tables = {"generation", "simulation", "shift", "root"}
+    assert read - tables <= set(hep_part.DATA_FIELDS), sorted(read - tables - set(hep_part.DATA_FIELDS))
+    assert "exclude_origins" in read and "single_effect_tests" in read

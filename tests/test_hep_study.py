@@ -233,3 +233,26 @@ def test_each_effect_alone_is_one_record_per_test_set() -> None:
     records = train_one(config, config.methods[0], 0, data)
     assert [r["test_set"] for r in records] == ["simulation", "data", *data.extra_test_sets]
     assert all(r["n_test"] == len(data.dataset.y_test) and 0 <= r["auc"] <= 1 for r in records)
+
+
+def test_excluded_origins_leave_the_data_before_the_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the gun's candidates are "hard" (photons) and "decay" (pi0/eta photons): exclude the decays and only the
+    # signal is left, split as before; the setting joins the ids only when set
+    config = effect_config(exclude_origins=["decay"])
+    assert config.exclude_origins == ("decay",) and "exclude_origins" not in effect_config().to_dict()
+    assert study_config_from_dict(config_to_tables(config)) == config
+    everything = prepare_data(effect_config())
+    only_signal = prepare_data(config)
+    n_signal = int(everything.dataset.y_train.sum() + everything.dataset.y_test.sum())
+    assert len(only_signal.dataset.y_train) + len(only_signal.dataset.y_test) == n_signal
+    assert bool((only_signal.dataset.y_train == 1).all()) and bool((only_signal.dataset.y_test == 1).all())
+    ids = ({s.run_id for s in study_specs(c, "hep")} for c in (effect_config(), config))
+    assert next(ids).isdisjoint(next(ids))
+    for bad, match in (
+        (["hard"], "`exclude_origins` must be one of"),
+        (["isr", "isr"], "`exclude_origins` must be a list without repeats"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            effect_config(exclude_origins=bad)
+    with pytest.raises(ConfigError, match="`exclude_origins` must be empty with"):
+        effect_config(exclude_origins=["isr"], root=RootInputs("a.root", "b.root"))

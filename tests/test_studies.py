@@ -20,9 +20,11 @@ from pathlib import Path
 
 import pytest
 
+from ninr import perf
 from ninr.cli import main
 from ninr.dynamics import PHASES
 from ninr.errors import ConfigError
+from ninr.methods.baselines import Dropout
 from ninr.studies import (
     PARTS,
     RUN_HOOKS,
@@ -316,8 +318,6 @@ def test_an_architecture_sets_hook_options_for_its_runs_only():
 
 @pytest.mark.parametrize("native", [True, False])
 def test_auto_precision_runs_say_in_their_meta_what_they_computed_in(monkeypatch, native):
-    from ninr import perf
-
     monkeypatch.setattr(perf, "bf16_support", lambda device="cpu": native)
     specs = expand(
         parse_preset(_table(train={"dataset": "synthetic", "epochs": 1, "max_steps": 1, "precision": "auto"}))
@@ -506,8 +506,6 @@ def test_runs_without_a_training_config_to_stack_by_are_planned_one_by_one(tiny_
 def test_mixed_sweep_stacks_what_it_can_and_logs_why_the_rest_goes_one_by_one(tmp_path, caplog, monkeypatch):
     """FC x {None, L2, Dropout, in-NINR, CDT} x 2 seeds with the phase hook, Dropout declared without a stacked
     form (as a plugin's method may be; the built-in one stacks): the dropout runs go one by one."""
-    from ninr.methods.baselines import Dropout
-
     monkeypatch.setattr(Dropout, "stackable", False)
     variants = [
         {"label": "None"},

@@ -24,7 +24,7 @@ from ninr.data.base import Dataset
 from ninr.hep import metrics
 from ninr.hep.config import DetectorConfig, apply_shift, config_hash, shift_effects
 from ninr.hep.datasets import images_for, load_or_generate, photon_dataset, read_root_images, split_indices
-from ninr.hep.events import Candidates
+from ninr.hep.events import ORIGIN_NAMES, Candidates
 from ninr.hep.generate import generate
 from ninr.hep.studyconfig import (
     DEFAULT_METHODS,
@@ -106,6 +106,10 @@ def prepare_data(
         candidates, stats = generate(config.generation, workers=config.workers)
         meta = {**stats.__dict__, "events_per_s": stats.events_per_s, "reused": False}
     say(_generation_line(meta, events_path))
+    if config.exclude_origins:
+        dropped = np.isin(candidates.origin, [ORIGIN_NAMES.index(o) for o in config.exclude_origins])
+        candidates = candidates.select(np.flatnonzero(~dropped))
+        say(f"dropped {int(dropped.sum())} candidate(s) of origin {', '.join(config.exclude_origins)}")
     train_idx, test_idx = split_indices(len(candidates), config.test_fraction, config.split_seed)
     train, test = candidates.select(train_idx), candidates.select(test_idx)
     data_detector = apply_shift(config.simulation, config.shift)

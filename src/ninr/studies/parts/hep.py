@@ -142,7 +142,10 @@ class HepRun:
         }
 
 
-DATA_FIELDS = ("events", "workers", "test_fraction", "split_seed", "calo_seed", "normalise", "single_effect_tests")
+DATA_FIELDS = (
+    "events", "workers", "test_fraction", "split_seed", "calo_seed", "normalise", "single_effect_tests",
+    "exclude_origins",
+)  # fmt: skip
 """The ``[study]`` settings the images depend on, test sets included (with the generation, detector and ROOT
 tables): the cache key of the prepared data, so it must name every setting :func:`ninr.hep.study.prepare_data`
 reads."""
