@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ninr.data.base import DATASETS, Dataset
-from ninr.errors import DataError, check_choice, check_probability, fail
+from ninr.errors import DataError, check_choice, check_probability
 from ninr.hep import deps
 from ninr.hep.calorimeter import simulate
 from ninr.hep.config import (
@@ -41,7 +41,15 @@ from ninr.hep.config import (
 from ninr.hep.events import Candidates, from_arrays
 from ninr.hep.generate import GenerationStats, JobResult, generate
 from ninr.hep.gun import GunConfig
-from ninr.hep.shards import TARGETS, ShardStore, atomic_h5, shards_dir, store_config, write_arrays
+from ninr.hep.shards import (
+    TARGETS,
+    ShardStore,
+    atomic_h5,
+    refuse_changed,
+    shards_dir,
+    store_config,
+    write_arrays,
+)
 from ninr.rng import make_generator
 from ninr.version import __version__
 
@@ -152,15 +160,12 @@ def check_events_file(path: str | Path, config: GenerationConfig) -> bool:
     if not path.exists():
         return False
     _, stored, _ = read_h5(path, EVENTS_KIND)
-    given = store_config(config)
-    for key in sorted((set(given) | set(stored)) - set(TARGETS)):
-        if stored.get(key) != given.get(key):
-            raise fail(
-                key,
-                f"{stored.get(key)!r}, the value {path} was generated with "
-                "(use another --out or --events, or --overwrite to regenerate)",
-                given.get(key),
-            )
+    refuse_changed(
+        {k: v for k, v in stored.items() if k not in TARGETS},
+        store_config(config),
+        f"{path} was generated with",
+        "use another --out or --events, or --overwrite to regenerate",
+    )
     return bool(stored == to_dict(config))
 
 

@@ -127,15 +127,12 @@ class ShardStore:
         stored = self.stored_config()
         if stored is None:
             return
-        given = store_config(config)
-        for key in sorted(set(stored) | set(given)):
-            if stored.get(key) != given.get(key):
-                raise fail(
-                    key,
-                    f"{stored.get(key)!r}, the value the shards in {self.root} were generated with "
-                    "(use another --out or --events, or --overwrite to start the store afresh)",
-                    given.get(key),
-                )
+        refuse_changed(
+            stored,
+            store_config(config),
+            f"the shards in {self.root} were generated with",
+            "use another --out or --events, or --overwrite to start the store afresh",
+        )
 
     def create(self, config: GenerationConfig) -> None:
         """Check ``config`` against the store, create the directory and ``store.json`` if needed, and delete
@@ -274,6 +271,14 @@ def run_and_write(job: Job, *, root: str, config_hash: str, runner: JobRunner = 
     result = runner(job)
     write_shard(Path(root) / shard_name(job.process, job.index), job, result, config_hash)
     return result
+
+
+def refuse_changed(stored: Mapping[str, Any], given: Mapping[str, Any], source: str, remedy: str) -> None:
+    """Raise a :class:`ConfigError` naming the first setting (in key order) whose ``given`` value differs from the
+    ``stored`` one, with both values: ``source`` says where the stored values come from, ``remedy`` what to do."""
+    for key in sorted(set(stored) | set(given)):
+        if stored.get(key) != given.get(key):
+            raise fail(key, f"{stored.get(key)!r}, the value {source} ({remedy})", given.get(key))
 
 
 @contextlib.contextmanager

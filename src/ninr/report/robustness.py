@@ -273,10 +273,10 @@ def attack_figure(rows: Sequence[Rec], colors: Mapping[str, str]) -> Figure:
     """Accuracy against the attack budget, one panel per (architecture, attack)."""
     panels: dict[str, Series] = {}
     for (arch, label), runs in summaries(rows).items():
-        for attack in dict.fromkeys(a for a, _ in _attack_keys({0: runs})):
-            merged = {k for m in runs for k in m}
-            budgets = sorted((float(k.rsplit("@", 1)[1]), k) for k in merged if k.startswith(f"{ATTACK}={attack}@"))
-            levels = [(0.0, "clean"), *budgets]
+        budgets: dict[str, list[tuple[float, str]]] = {}
+        for attack, eps in _attack_keys({(arch, label): runs}):  # epsilons sorted per attack
+            budgets.setdefault(attack, [(0.0, "clean")]).append((eps, f"{ATTACK}={attack}@{eps:g}"))
+        for attack, levels in budgets.items():
             panels.setdefault(f"{arch}: {attack}", {})[label] = _series(runs, levels)
     fig = _panels(panels, "attack budget epsilon (0: clean)", colors, cols=2)
     caption = "Test accuracy under adversarial attack against its budget, mean ± 1 std over seeds (band)."

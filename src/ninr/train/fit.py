@@ -33,7 +33,7 @@ from ninr.errors import NinrError
 from ninr.methods.base import Method, StepContext
 from ninr.nn.attach import niws
 from ninr.nn.modes import NoiseModule
-from ninr.perf import autocast, check_precision
+from ninr.perf import autocast, check_precision, resolve_precision
 from ninr.rng import make_generator
 from ninr.train.backends.base import Backend
 from ninr.train.callbacks import Callback, FitState
@@ -232,7 +232,7 @@ class _Epochs:
         self.backend, self.data, self.runs = backend, data, runs
         self.cfg = runs[0].config
         self.device = data.x_train.device
-        self.precision = check_precision(self.cfg.precision, self.device)  # "auto" resolved once
+        self.precision = resolve_precision(self.cfg.precision, self.device)  # checked in fit; "auto" resolved once
         self.transforms = [any(type(m).transform_batch is not Method.transform_batch for m in r.methods) for r in runs]
         self.penalties = [[m for m in r.methods if type(m).penalty is not Method.penalty] for r in runs]
         self.grad_hooks = any(
